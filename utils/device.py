@@ -1,0 +1,82 @@
+"""Where the code runs: device choice, seeding, and whether the network is reachable."""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "is_online", "ensure_offline_flags", "amp_dtype"]
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick CUDA, then Apple MPS, then CPU, so every chapter runs unchanged anywhere."""
+    if prefer is not None:
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Asked for {prefer!r} but CUDA is not available here; call get_device() to pick automatically.")
+        if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeError(f"Asked for {prefer!r} but MPS is not available here; call get_device() to pick automatically.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
+    """Seed Python, NumPy and torch; on CPU also make kernels deterministic so reruns match."""
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return torch.Generator().manual_seed(seed)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype worth using on this device (bf16 if supported, else fp16), or None on CPU/MPS."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _probe(host: str, port: int, timeout: float, result: list) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            result.append(True)
+    except OSError:
+        result.append(False)
+
+
+@lru_cache(maxsize=None)
+def is_online(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+    """True if a model hub answers within `timeout` seconds; never blocks longer (DNS included)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFER_BOOK_OFFLINE") == "1":
+        return False
+    result: list[bool] = []
+    t = threading.Thread(target=_probe, args=(host, port, timeout, result), daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def ensure_offline_flags() -> bool:
+    """Set the Hugging Face offline flags when no hub is reachable, so loads fail in seconds, not minutes."""
+    online = is_online()
+    if not online:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+    return online

@@ -1,0 +1,172 @@
+"""Backbones by name (bundled, torchvision or timm), their input conventions, and swapping the head."""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .assets import load_efficientnet_lite0
+from .device import is_online
+
+__all__ = ["DataConfig", "OfflineError", "BUNDLED", "list_backbones", "create_backbone", "data_config",
+           "classifier_name", "get_classifier", "replace_head"]
+
+_HOSTS = {"torchvision": "download.pytorch.org", "timm": "huggingface.co"}
+
+
+class OfflineError(ConnectionError):
+    """Pretrained weights were asked for that need the network, and there is none."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the pretrained weights expect as input: normalisation and resolution."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    interpolation: str = "bilinear"
+
+
+# The registry of models whose weights ship with the book (name -> loader, data config).
+BUNDLED: dict[str, tuple] = {
+    "efficientnet_lite0": (load_efficientnet_lite0, DataConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224, "bicubic")),
+}
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def _timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()
+
+
+def list_backbones(source: str = "all") -> list[str]:
+    """Names `create_backbone` accepts: 'bundled', 'torchvision' (prefixed `torchvision/`), 'timm' (`timm/`), or 'all'."""
+    sources = {"bundled": lambda: sorted(BUNDLED),
+               "torchvision": lambda: [f"torchvision/{n}" for n in _torchvision_names()],
+               "timm": lambda: [f"timm/{n}" for n in _timm_names()]}
+    if source == "all":
+        return [n for fn in sources.values() for n in fn()]
+    if source not in sources:
+        raise ValueError(f"Unknown source {source!r}; choose 'bundled', 'torchvision', 'timm' or 'all'.")
+    return sources[source]()
+
+
+def _resolve(name: str) -> tuple[str, str]:
+    """(source, bare name) for a user-facing name, or a ValueError listing the closest valid names."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Model name must be a non-empty string, got {name!r}.")
+    if name in BUNDLED:
+        return "bundled", name
+    source, _, bare = name.partition("/") if "/" in name else ("", "", name)
+    tv, tm = (_torchvision_names() if source in ("", "torchvision") else []), (_timm_names() if source in ("", "timm") else [])
+    if source not in ("", "torchvision", "timm"):
+        raise ValueError(f"Unknown model source {source!r} in {name!r}; use 'torchvision/<name>' or 'timm/<name>'.")
+    if bare in tv:
+        return "torchvision", bare
+    if bare in tm:
+        return "timm", bare
+    close = list(dict.fromkeys(difflib.get_close_matches(bare, list(BUNDLED) + tv + tm, n=8, cutoff=0.6)))[:5]
+    raise ValueError(f"Unknown model {name!r}. Bundled (offline): {', '.join(BUNDLED)}. "
+                     f"Close matches: {', '.join(close) or 'none'}. See list_backbones() for all {len(tv) + len(tm)} names.")
+
+
+def _offline_error(name: str, source: str) -> OfflineError:
+    return OfflineError(f"Pretrained weights for {name!r} come from {_HOSTS[source]} and there is no network. "
+                        f"Bundled models that work offline: {', '.join(BUNDLED)}. "
+                        f"(Or pass pretrained=False for random weights, e.g. to time the architecture.)")
+
+
+def _torchvision_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConfig]:
+    import torchvision.models as tvm
+
+    weights = tvm.get_model_weights(name).DEFAULT if pretrained else None
+    if weights is not None:
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+        if not os.path.exists(cached) and not is_online(_HOSTS["torchvision"]):
+            raise _offline_error(name, "torchvision")
+    model = tvm.get_model(name, weights=weights)  # torchvision verifies the file's hash on download
+    t = (weights or tvm.get_model_weights(name).DEFAULT).transforms()
+    return model, DataConfig(tuple(t.mean), tuple(t.std), int(t.crop_size[0]), t.interpolation.value)
+
+
+def _timm_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConfig]:
+    import timm
+
+    if pretrained and not is_online(_HOSTS["timm"]):
+        os.environ["HF_HUB_OFFLINE"] = "1"  # a cached copy may still load; otherwise fail in seconds
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception:
+            raise _offline_error(name, "timm") from None
+    else:
+        model = timm.create_model(name, pretrained=pretrained)
+    cfg = timm.data.resolve_data_config({}, model=model)
+    return model, DataConfig(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cfg["interpolation"])
+
+
+def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int | None = None) -> nn.Module:
+    """A classification model by name, with its `DataConfig` attached as `model.data_config`; new head if `num_classes`."""
+    source, bare = _resolve(name)
+    if source == "bundled":
+        loader, cfg = BUNDLED[bare]
+        model = loader(pretrained=pretrained)
+    elif source == "torchvision":
+        model, cfg = _torchvision_model(bare, pretrained)
+    else:
+        model, cfg = _timm_model(bare, pretrained)
+    model.data_config = cfg
+    model.backbone_name = name
+    if num_classes is not None:
+        replace_head(model, num_classes)
+    return model
+
+
+def data_config(model: nn.Module) -> DataConfig:
+    """The input convention of a model made by `create_backbone` (ImageNet's defaults otherwise)."""
+    return getattr(model, "data_config", DataConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224))
+
+
+def classifier_name(model: nn.Module) -> str:
+    """Dotted name of the final classification layer (timm's `pretrained_cfg`, else the last `nn.Linear`)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("classifier") and isinstance(cfg["classifier"], str):
+        return cfg["classifier"]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to treat as its classification head.")
+    return linears[-1]
+
+
+def get_classifier(model: nn.Module) -> nn.Module:
+    """The final classification layer itself."""
+    return model.get_submodule(classifier_name(model))
+
+
+def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """Swap the final layer for a freshly initialised one with `num_classes` outputs (in place; returns the model)."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    name = classifier_name(model)
+    old = model.get_submodule(name)
+    if isinstance(old, nn.Sequential) and isinstance(old[-1], nn.Linear):  # a head we made earlier, with dropout
+        old = old[-1]
+    if not isinstance(old, nn.Linear):
+        raise ValueError(f"The head {name!r} is a {type(old).__name__}, not nn.Linear; replace it by hand.")
+    new: nn.Module = nn.Linear(old.in_features, num_classes)
+    if dropout > 0:
+        new = nn.Sequential(nn.Dropout(dropout), new)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_classes
+    return model
