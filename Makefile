@@ -8,7 +8,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: venv book test test-fast notebooks clean
+.PHONY: venv book test test-fast site-check chromium notebooks clean
 
 venv: $(STAMP)
 
@@ -25,10 +25,22 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	@echo "Book written to $(CURDIR)/_build/html/index.html"
 
-## Everything CI checks: unit tests + every notebook re-executed by nbval, then the book build.
+## Everything CI checks: unit tests + every notebook re-executed by nbval, the book build, and the browser check.
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory site-check
+
+## Open every built page in headless Chromium (errors, links, widgets; screenshots in _build/screenshots).
+site-check: $(STAMP) chromium
+	$(BIN)/python -m pytest -p no:xdist -o addopts="-ra -p no:cacheprovider" tests/site
+
+## Debian's Chromium for the browser check (installed when missing and we are root, as on CI).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "The browser check needs Chromium: install it (Debian/Ubuntu: apt-get install chromium)."; exit 1; }
 
 ## Unit tests only (no notebooks), for quick iteration.
 test-fast: $(STAMP)

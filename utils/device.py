@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import sys
 import threading
 from functools import lru_cache
 
@@ -76,7 +77,9 @@ def ensure_offline_flags() -> bool:
     """Set the Hugging Face offline flags when no hub is reachable, so loads fail in seconds, not minutes."""
     online = is_online()
     if not online:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
+        for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+            os.environ[flag] = "1"
+        hub = sys.modules.get("huggingface_hub.constants")  # read once at import: update it if already imported
+        if hub is not None:
+            hub.HF_HUB_OFFLINE = True
     return online

@@ -99,15 +99,30 @@ def _torchvision_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConf
     return model, DataConfig(tuple(t.mean), tuple(t.std), int(t.crop_size[0]), t.interpolation.value)
 
 
+def _timm_cached_weights(name: str) -> str | None:
+    """A timm model's weights from the local Hugging Face cache, if downloaded before (so offline needs no request)."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    for fname in filter(None, (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin")):
+        path = try_to_load_from_cache(repo, fname) if repo else None
+        if isinstance(path, str):
+            return path
+    return None
+
+
 def _timm_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConfig]:
     import timm
 
     if pretrained and not is_online(_HOSTS["timm"]):
-        os.environ["HF_HUB_OFFLINE"] = "1"  # a cached copy may still load; otherwise fail in seconds
-        try:
-            model = timm.create_model(name, pretrained=True)
-        except Exception:
-            raise _offline_error(name, "timm") from None
+        # Setting HF_HUB_OFFLINE now would not help (huggingface_hub reads it at import) and the hub client
+        # retries for ~50 s, so load a cached copy directly or fail at once.
+        cached = _timm_cached_weights(name)
+        if cached is None:
+            raise _offline_error(name, "timm")
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
     else:
         model = timm.create_model(name, pretrained=pretrained)
     cfg = timm.data.resolve_data_config({}, model=model)

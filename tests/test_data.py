@@ -1,0 +1,191 @@
+"""utils.data: fixed, seeded, disjoint splits of the bundled datasets, and the dataset classes."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+import utils
+from utils import data
+
+SPLITS = ("train", "val", "test")
+
+
+def _hashes(images: torch.Tensor) -> list[str]:
+    q = (images[:, 0] * 255).round().to(torch.uint8).numpy()  # one channel, quantised: robust to float noise
+    return [hashlib.sha1(img.tobytes()).hexdigest() for img in q]
+
+
+def _assert_disjoint(parts: dict[str, set]) -> None:
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not parts[a] & parts[b], f"{a} and {b} share {len(parts[a] & parts[b])} items"
+
+
+# --- split_indices / subsample_per_class -------------------------------------------------------------------------
+def test_split_indices_is_stratified_disjoint_complete_and_fixed():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    s = utils.split_indices(labels)
+    _assert_disjoint({k: set(v.tolist()) for k, v in s.items()})
+    assert sorted(np.concatenate(list(s.values())).tolist()) == list(range(100))
+    assert np.bincount(labels[s["train"]]).tolist() == [30, 18, 12]  # 60 % of each class
+    assert np.bincount(labels[s["val"]]).tolist() == [10, 6, 4]
+    again = utils.split_indices(labels)
+    assert all(np.array_equal(s[k], again[k]) for k in SPLITS)
+    other = utils.split_indices(labels, seed=1)
+    assert not np.array_equal(s["train"], other["train"])
+
+
+def test_split_indices_by_group_keeps_each_group_in_one_split():
+    groups = [f"movie{i // 4}" for i in range(200)]  # 50 groups of 4
+    labels = np.arange(200) % 2
+    s = utils.split_indices(labels, groups=groups)
+    by_split = {k: {groups[i] for i in v} for k, v in s.items()}
+    _assert_disjoint(by_split)
+    assert [len(by_split[k]) for k in SPLITS] == [30, 10, 10]
+    assert sum(len(v) for v in s.values()) == 200
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.6, 0.3, 0.3), (0.8, 0.2, 0.0), (1.2, -0.1, -0.1)])
+def test_split_indices_rejects_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="three positive numbers summing to 1"):
+        utils.split_indices([0, 1] * 10, fractions=fractions)
+
+
+def test_subsample_per_class_takes_k_of_each_class():
+    labels = np.repeat([0, 1, 2], [10, 10, 3])
+    idx = utils.subsample_per_class(labels, 4)
+    assert np.bincount(labels[idx]).tolist() == [4, 4, 3]  # a class with fewer keeps all it has
+    assert np.all(np.diff(idx) > 0)
+    assert np.array_equal(idx, utils.subsample_per_class(labels, 4))
+    assert np.array_equal(utils.subsample_per_class(labels, None), np.arange(23))
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_subsample_per_class_rejects_non_positive_k(k):
+    with pytest.raises(ValueError, match="per_class must be at least 1"):
+        utils.subsample_per_class([0, 1, 1], k)
+
+
+@pytest.mark.parametrize("split", ["training", "valid", "Test", ""])
+def test_unknown_split_lists_the_valid_ones(split):
+    with pytest.raises(ValueError, match=r"Unknown split .*train, val, test"):
+        utils.lfw_faces(split)
+
+
+# --- dataset classes -----------------------------------------------------------------------------------------------
+def test_image_tensor_dataset_applies_transform_and_subsets():
+    images, labels = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1])
+    ds = utils.ImageTensorDataset(images, labels, ["a", "b"], transform=lambda x: x * 0 + 7)
+    x, y = ds[1]
+    assert torch.all(x == 7) and y.item() == 1 and y.dtype == torch.long
+    sub = ds.subset([1, 3])
+    assert len(sub) == 2 and torch.equal(sub.images, images[[1, 3]]) and sub.classes == ["a", "b"]
+    assert sub.transform is ds.transform
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 8), (6, 1, 8, 8), (6, 8, 8, 3)])
+def test_image_tensor_dataset_rejects_non_rgb_nchw(shape):
+    with pytest.raises(ValueError, match=r"images must be \(N, 3, H, W\)"):
+        utils.ImageTensorDataset(torch.rand(*shape), torch.zeros(6), ["a"])
+
+
+def test_image_tensor_dataset_rejects_label_count_mismatch():
+    with pytest.raises(ValueError, match="6 images but 5 labels"):
+        utils.ImageTensorDataset(torch.rand(6, 3, 4, 4), torch.zeros(5), ["a"])
+
+
+def test_text_dataset_items_and_subset():
+    ds = utils.TextDataset(["good", "bad", "fine"], [1, 0, 1], ["neg", "pos"])
+    text, label = ds[1]
+    assert text == "bad" and label.item() == 0 and label.dtype == torch.long
+    sub = ds.subset(np.array([2, 0]))
+    assert sub.texts == ["fine", "good"] and sub.labels.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="3 texts but 2 labels"):
+        utils.TextDataset(["a", "b", "c"], [0, 1], ["x", "y"])
+
+
+# --- bundled datasets --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mnist_raw():
+    return {s: utils.mnist_digits(s, image_size=None) for s in SPLITS}
+
+
+def test_mnist_has_500_per_class_in_disjoint_stratified_splits(mnist_raw):
+    counts = sum(np.bincount(mnist_raw[s].labels.numpy(), minlength=10) for s in SPLITS)
+    assert counts.tolist() == [500] * 10
+    assert [len(mnist_raw[s]) for s in SPLITS] == [3000, 1000, 1000]
+    assert np.bincount(mnist_raw["val"].labels.numpy()).tolist() == [100] * 10
+    hashes = {s: set(_hashes(mnist_raw[s].images)) for s in SPLITS}
+    _assert_disjoint(hashes)
+    assert mnist_raw["train"].classes == [str(d) for d in range(10)]
+
+
+def test_mnist_split_is_identical_across_calls(mnist_raw):
+    again = utils.mnist_digits("test", image_size=None)
+    assert torch.equal(again.images, mnist_raw["test"].images) and torch.equal(again.labels, mnist_raw["test"].labels)
+
+
+def test_mnist_is_rgb_in_unit_range_at_the_asked_size(mnist_raw):
+    x = mnist_raw["val"].images
+    assert x.shape == (1000, 3, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.max() > 0.9
+    assert torch.equal(x[:, 0], x[:, 2])  # grey digits copied to three channels
+    small = utils.mnist_digits("val", image_size=32)
+    assert small.images.shape == (1000, 3, 32, 32) and 0 <= small.images.min() and small.images.max() <= 1
+    assert torch.equal(small.labels, mnist_raw["val"].labels)
+
+
+def test_lfw_splits_are_disjoint_balanced_and_fixed():
+    parts = {s: utils.lfw_faces(s, image_size=None) for s in SPLITS}
+    assert [len(parts[s]) for s in SPLITS] == [120, 40, 40]
+    assert sum(int(parts[s].labels.sum()) for s in SPLITS) == 100  # 100 faces, 100 non-faces
+    assert parts["test"].labels.sum().item() == 20
+    _assert_disjoint({s: set(_hashes(parts[s].images)) for s in SPLITS})
+    assert parts["train"].images.shape[1:] == (3, 25, 25) and parts["train"].classes == ["non-face", "face"]
+    again = utils.lfw_faces("val", image_size=None)
+    assert torch.equal(again.images, parts["val"].images)
+    assert utils.lfw_faces("val").images.shape == (40, 3, 64, 64)  # the default size
+
+
+def test_rotten_tomatoes_is_split_by_movie():
+    frame = data._rotten_tomatoes_frame()
+    parts = {s: utils.rotten_tomatoes(s) for s in SPLITS}
+    assert sum(len(p) for p in parts.values()) == len(frame) == 7403 + 5405  # fresh + rotten, no plot summaries
+    idx = utils.split_indices(frame["label"].to_numpy(), groups=frame["movie_name"].tolist())
+    movies = {s: set(frame["movie_name"].iloc[idx[s]]) for s in SPLITS}
+    _assert_disjoint(movies)
+    for s in SPLITS:  # the dataset holds exactly those rows
+        assert parts[s].texts == frame["text"].iloc[idx[s]].tolist()
+        assert parts[s].labels.tolist() == frame["label"].iloc[idx[s]].tolist()
+    assert parts["train"].classes == ["rotten", "fresh"] and set(parts["val"].labels.tolist()) == {0, 1}
+    assert utils.rotten_tomatoes("test").texts == parts["test"].texts
+
+
+def test_image_folder_reads_a_class_tree(tmp_path):
+    from PIL import Image
+
+    for cls in ("cats", "dogs"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (5, 4), color=(255, 0, 0)).save(tmp_path / "train" / cls / "a.png")
+    ds = utils.image_folder(tmp_path, "train")
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 2 and ds[1][1] == 1
+
+
+def test_image_folder_missing_split_folder_explains_the_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No folder .*val.*<class name>.*mnist_digits\(\)"):
+        utils.image_folder(tmp_path, "val")
+
+
+def test_torchvision_dataset_offline_points_to_bundled_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(utils.device, "is_online", lambda *a, **k: False)
+    with pytest.raises(RuntimeError, match=r"cannot be downloaded \(no network\).*mnist_digits\(\)"):
+        utils.torchvision_dataset("flowers102", tmp_path, "train")
+
+
+def test_torchvision_dataset_unknown_name_lists_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar10'.*oxford_pets, flowers102"):
+        utils.torchvision_dataset("cifar10", tmp_path, "train")

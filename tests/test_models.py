@@ -1,0 +1,164 @@
+"""utils.models: backbones by name, their input conventions, head swaps, and a fast, clear offline failure."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import utils
+from utils import models
+
+
+# --- offline path: fail fast, name the bundled alternative -------------------------------------------------------
+@pytest.fixture
+def warm_imports():
+    """Import torchvision and timm (and list their models) before a timed call, so only the network path is timed."""
+    models._resolve("resnet50"), models._resolve("timm/convnext_tiny")
+
+
+@pytest.fixture
+def no_cached_weights(monkeypatch, tmp_path):
+    """Hide any weights this machine downloaded earlier, so 'offline' means no weights at all."""
+    import huggingface_hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+
+
+@pytest.fixture
+def offline(monkeypatch, warm_imports, no_cached_weights):
+    monkeypatch.setattr(models, "is_online", lambda *a, **k: False)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "torchvision/resnet50", "timm/convnext_tiny"])
+def test_online_weights_offline_fail_fast_naming_the_bundled_model(offline, name):
+    start = time.monotonic()
+    with pytest.raises(utils.OfflineError, match=r"no network\. Bundled models that work offline: efficientnet_lite0"):
+        utils.create_backbone(name)
+    assert time.monotonic() - start < 10  # a bound on hanging (the hub client retries for ~50 s), not a benchmark
+
+
+def test_offline_env_flag_alone_makes_create_backbone_fail_fast(monkeypatch, clean_online_cache, warm_imports,
+                                                                 no_cached_weights):
+    monkeypatch.setenv("TRANSFER_BOOK_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(utils.OfflineError, match="efficientnet_lite0"):
+        utils.create_backbone("timm/convnext_tiny")
+    with pytest.raises(utils.OfflineError, match="download.pytorch.org"):
+        utils.create_backbone("resnet50")
+    assert time.monotonic() - start < 10
+
+
+def test_offline_error_is_a_connection_error():
+    assert issubclass(utils.OfflineError, ConnectionError)
+
+
+def test_offline_timm_loads_a_locally_cached_copy(offline, monkeypatch, tmp_path):
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False)
+    nn.init.constant_(source.fc.bias, 0.125)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    monkeypatch.setattr(models, "_timm_cached_weights", lambda name: str(path))
+    model = utils.create_backbone("timm/resnet18")
+    assert torch.equal(model.fc.bias, source.fc.bias)
+    assert model.data_config.input_size == 224 and model.backbone_name == "timm/resnet18"
+
+
+def test_timm_cached_weights_looks_up_the_hub_repo_of_the_default_tag(monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def lookup(repo, fname, **kw):
+        asked.append((repo, fname))
+        return "/cache/model.safetensors" if fname == "model.safetensors" else None
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lookup)
+    assert models._timm_cached_weights("convnext_tiny") == "/cache/model.safetensors"
+    assert asked[-1] == ("timm/convnext_tiny.in12k_ft_in1k", "model.safetensors")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    assert models._timm_cached_weights("convnext_tiny") is None
+
+
+def test_random_weights_need_no_network(offline):
+    tv = utils.create_backbone("torchvision/resnet18", pretrained=False, num_classes=4)
+    assert tv.fc.out_features == 4 and tv.data_config.mean == pytest.approx((0.485, 0.456, 0.406))
+    tm = utils.create_backbone("timm/resnet18", pretrained=False)
+    assert tm.fc.out_features == 1000 and isinstance(tm.data_config, utils.DataConfig)
+
+
+# --- names ---------------------------------------------------------------------------------------------------------
+def test_list_backbones_sources():
+    assert utils.list_backbones("bundled") == ["efficientnet_lite0"]
+    tv = utils.list_backbones("torchvision")
+    assert "torchvision/resnet50" in tv and all(n.startswith("torchvision/") for n in tv)
+    assert "timm/convnext_tiny" in utils.list_backbones("timm")
+    with pytest.raises(ValueError, match="Unknown source 'keras'"):
+        utils.list_backbones("keras")
+
+
+def test_unknown_model_name_lists_close_matches():
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet5'.*efficientnet_lite0.*Close matches: .*resnet50"):
+        utils.create_backbone("resnet5")
+
+
+def test_misspelt_bundled_name_suggests_it():
+    with pytest.raises(ValueError, match=r"Close matches: .*efficientnet_lite0"):
+        utils.create_backbone("efficientnet_lite_0")
+
+
+@pytest.mark.parametrize("name", ["keras/resnet50", "hf/bert-base-uncased"])
+def test_bad_source_prefix(name):
+    with pytest.raises(ValueError, match=r"Unknown model source .*'torchvision/<name>' or 'timm/<name>'"):
+        utils.create_backbone(name)
+
+
+@pytest.mark.parametrize("name", ["", None, 3])
+def test_model_name_must_be_a_string(name):
+    with pytest.raises(ValueError, match="non-empty string"):
+        utils.create_backbone(name)
+
+
+# --- heads ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("num_classes", [0, -1, 2.5, True, "10"])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(ValueError, match=rf"num_classes must be a positive integer, got {num_classes!r}"):
+        utils.create_backbone(pretrained=False, num_classes=num_classes)
+
+
+def test_bundled_backbone_with_new_head(effnet_copy):
+    body = {k: v.clone() for k, v in effnet_copy.state_dict().items() if not k.startswith("classifier")}
+    utils.replace_head(effnet_copy, 10)
+    assert utils.classifier_name(effnet_copy) == "classifier"
+    assert effnet_copy.classifier.out_features == 10 and effnet_copy.num_classes == 10
+    assert all(torch.equal(effnet_copy.state_dict()[k], v) for k, v in body.items())  # only the head changed
+    assert effnet_copy(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_replace_head_with_dropout_and_again(effnet_copy):
+    utils.replace_head(effnet_copy, 5, dropout=0.3)
+    head = utils.get_classifier(effnet_copy)
+    assert isinstance(head, nn.Sequential) and head[0].p == 0.3 and head[1].out_features == 5
+    utils.replace_head(effnet_copy, 3)  # a head we made is replaced cleanly
+    assert isinstance(effnet_copy.classifier, nn.Linear) and effnet_copy.classifier.in_features == 1280
+
+
+def test_classifier_name_falls_back_to_the_last_linear():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert utils.classifier_name(model) == "2"
+    utils.replace_head(model, 7)
+    assert model(torch.zeros(1, 4)).shape == (1, 7)
+
+
+def test_replace_head_needs_a_linear_layer():
+    with pytest.raises(ValueError, match="has no nn.Linear layer"):
+        utils.replace_head(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), 2)
+
+
+def test_data_config_defaults_to_imagenet_statistics():
+    cfg = utils.data_config(nn.Linear(2, 2))
+    assert cfg.mean == (0.485, 0.456, 0.406) and cfg.std == (0.229, 0.224, 0.225) and cfg.input_size == 224
