@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,32 @@ def test_toc_lists_every_notebook_and_only_existing_files():
 
 def test_repository_url_lives_in_config_and_matches_colab_cell():
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert cfg["repository"]["url"] == REPO_URL
+    assert cfg["repository"]["url"] == REPO_URL and REPO_URL.startswith("https://github.com/")
+    assert f"git+{REPO_URL}" in COLAB_CELL
+
+
+def test_colab_source_install_gives_an_importable_utils(tmp_path):
+    """What the Colab cell installs from the repository: the package builds and imports outside the checkout."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True)
+    code = "import utils, sys; assert utils.__file__.startswith(sys.argv[1]); print(utils.__version__)"
+    out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env={"PYTHONPATH": str(target)},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (target / "utils" / "train.py").exists()
+
+
+NOISE = {"execution", "ExecuteTime", "collapsed", "scrolled"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_metadata_has_no_execution_noise(path: Path):
+    """nbstripout-style rule that keeps outputs: no per-run timestamps or UI state in the committed file."""
+    nb = json.loads(path.read_text())
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info", "widgets"}, set(nb["metadata"])
+    for i, cell in enumerate(nb["cells"]):
+        assert not NOISE & set(cell["metadata"]), f"cell {i} carries {NOISE & set(cell['metadata'])}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

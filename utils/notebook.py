@@ -5,8 +5,21 @@ from pathlib import Path
 
 __all__ = ["REPO_URL", "COLAB_CELL", "build_notebook"]
 
-# Keep in step with `repository.url` in _config.yml (a test checks they agree).
-REPO_URL = "https://github.com/transfer-book/transfer-learning-pytorch"
+_CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"
+
+
+def _repo_url() -> str:
+    """The repository URL from _config.yml, its one home (the book's buttons and the Colab cell both use it)."""
+    if not _CONFIG.exists():  # utils installed without the book (e.g. on Colab): the cell is already written
+        return "https://github.com/"
+    for line in _CONFIG.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "url" and value.strip():
+            return value.split("#")[0].strip()
+    raise ValueError(f"No repository 'url:' found in {_CONFIG}.")
+
+
+REPO_URL = _repo_url()
 
 # First cell of every chapter. It must work before `utils` is importable, so it cannot live in utils at run time.
 COLAB_CELL = f'''# Colab set-up (hidden in the book): on Google Colab, install the book's helpers and bundled assets; elsewhere, do nothing.
