@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +46,11 @@ def test_repository_url_lives_in_config_and_matches_colab_cell():
 
 def test_colab_source_install_gives_an_importable_utils(tmp_path):
     """What the Colab cell installs from the repository: the package builds and imports outside the checkout."""
-    target = tmp_path / "site"
+    src, target = tmp_path / "src", tmp_path / "site"
+    shutil.copytree(ROOT / "utils", src / "utils", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", src)  # a copy, so the build leaves nothing in the checkout
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                    "--target", str(target), str(ROOT)], check=True, capture_output=True)
+                    "--target", str(target), str(src)], check=True, capture_output=True)
     code = "import utils, sys; assert utils.__file__.startswith(sys.argv[1]); print(utils.__version__)"
     out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env={"PYTHONPATH": str(target)},
                          capture_output=True, text=True)
