@@ -1,0 +1,111 @@
+"""utils.charlm: the PyTorch port of textgenrnn's pretrained char-LSTM matches an independent NumPy reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import utils
+from utils import charlm
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return charlm.load_pretrained_charlm()
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _reference_next_char(text: str) -> np.ndarray:
+    """Straight from the CuDNN LSTM equations on the raw HDF5 arrays, with its own step loop (no torch)."""
+    w = utils.load_charlstm_weights()
+    a, vocab = w.arrays, w.vocab
+    ids = ([0] * 40 + [vocab["<s>"]] + [vocab.get(c, 0) for c in text])[-40:]
+    x = a["embedding/embedding/embeddings:0"][ids].astype(np.float64)
+    layers_out = [x]
+    for name in ("rnn_1", "rnn_2"):
+        K, R, b = (a[f"{name}/{name}/{p}:0"].astype(np.float64) for p in ("kernel", "recurrent_kernel", "bias"))
+        H = R.shape[0]
+        # CuDNN canonical layout: gate g's input weights are block g's memory read as (H, in); W·x uses rows.
+        Wi = [np.ascontiguousarray(K[:, g * H:(g + 1) * H]).reshape(H, -1) for g in range(4)]
+        Wh = [np.ascontiguousarray(R[:, g * H:(g + 1) * H]) for g in range(4)]
+        bi, bh = b[:4 * H].reshape(4, H), b[4 * H:].reshape(4, H)
+        h, c, seq = np.zeros(H), np.zeros(H), []
+        for t in range(len(ids)):
+            pre = [Wi[g] @ layers_out[-1][t] + bi[g] + Wh[g] @ h + bh[g] for g in range(4)]
+            i, f, gg, o = _sigmoid(pre[0]), _sigmoid(pre[1]), np.tanh(pre[2]), _sigmoid(pre[3])
+            c = f * c + i * gg
+            h = o * np.tanh(c)
+            seq.append(h)
+        layers_out.append(np.stack(seq))
+    cat = np.concatenate(layers_out, axis=1)  # (40, 356)
+    logits = cat @ a["attention/attention/attention_W:0"].astype(np.float64)[:, 0]
+    att = np.exp(logits - logits.max())
+    att /= att.sum()
+    pooled = (cat * att[:, None]).sum(0)
+    z = pooled @ a["output/output/kernel:0"].astype(np.float64) + a["output/output/bias:0"]
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("prefix", ["The bes", "I love th", "", "What is your favourite"])
+def test_port_matches_numpy_reference(lm, prefix):
+    with torch.no_grad():
+        ours = torch.softmax(lm(charlm.encode(lm, prefix))[0].double(), 0).numpy()
+    np.testing.assert_allclose(ours, _reference_next_char(prefix), atol=1e-5)
+
+
+def test_completes_a_common_word(lm):
+    top, p = charlm.next_char_probs(lm, "The bes", k=1)[0]
+    assert top == "t" and p > 0.95
+
+
+def test_naive_transpose_port_is_caught(lm):
+    """The usual Keras→torch transpose loads without error but predicts badly: the tests above would fail on it."""
+    broken = charlm.load_pretrained_charlm()
+    for layer in (broken.lstm1, broken.lstm2):
+        H = layer.hidden_size
+        w = layer.weight_ih_l0.detach()
+        naive = torch.cat([w[g * H:(g + 1) * H].reshape(-1).view(-1, H).T for g in range(4)])  # block.T, not reshape
+        layer.weight_ih_l0.data.copy_(naive)
+    good = charlm.next_char_probs(lm, "The bes", k=1)[0]
+    bad = dict(charlm.next_char_probs(broken, "The bes", k=50))
+    assert good[0] == "t" and bad.get("t", 0.0) < 0.5
+
+
+def test_generation_is_seeded_and_in_vocabulary(lm):
+    a = charlm.generate(lm, "The ", n=40, temperature=0.7, seed=3)
+    b = charlm.generate(lm, "The ", n=40, temperature=0.7, seed=3)
+    assert a == b and 0 < len(a) <= 40
+    assert set(a) <= set(lm.vocab)
+    assert charlm.generate(lm, "I love", n=20, temperature=0) == charlm.generate(lm, "I love", n=20, temperature=0, seed=9)
+
+
+def test_encode_pads_left_and_keeps_the_last_40(lm):
+    ids = charlm.encode(lm, ["ab", "x" * 100])
+    assert ids.shape == (2, 40)
+    assert ids[0, :37].eq(0).all() and ids[0, 37] == lm.vocab["<s>"]
+    assert ids[1].eq(lm.vocab["x"]).all()
+
+
+def test_classifier_head_and_groups(lm):
+    clf = charlm.CharLMClassifier(lm, num_classes=2)
+    out = clf(charlm.encode(lm, ["great film", "dull"]))
+    assert out.shape == (2, 2)
+    groups = clf.layer_groups()
+    params = [p for g in groups for m in g for p in m.parameters()]
+    assert {id(p) for p in params} == {id(p) for p in clf.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda m: charlm.encode(m, 42), TypeError, "string"),
+    (lambda m: charlm.encode(m, []), TypeError, "non-empty"),
+    (lambda m: charlm.generate(m, "a", temperature=-1), ValueError, "temperature"),
+    (lambda m: charlm.CharLMClassifier(m, num_classes=1), ValueError, "at least 2"),
+    (lambda m: charlm.cudnn_to_torch_lstm(np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(4)), ValueError, "CuDNN"),
+])
+def test_bad_input(lm, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(lm)
