@@ -109,3 +109,39 @@ def test_classifier_head_and_groups(lm):
 def test_bad_input(lm, call, exc, match):
     with pytest.raises(exc, match=match):
         call(lm)
+
+
+def test_gradual_unfreezing_trains_one_more_group_each_step(lm):
+    clf = charlm.CharLMClassifier(lm)
+    names = ["head", "lstm2", "lstm1", "embedding"]
+    for n in range(1, 5):
+        clf.unfreeze_top(n)
+        trainable = {name for name, group in zip(names, clf.layer_groups())
+                     if all(p.requires_grad for m in group for p in m.parameters())}
+        assert trainable == set(names[:n])
+    assert not any(p.requires_grad for p in clf.lm.out.parameters())  # the next-character layer stays unused
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        clf.unfreeze_top(5)
+
+
+def test_discriminative_rates_fall_by_the_decay_factor(lm):
+    clf = charlm.CharLMClassifier(lm)
+    groups = clf.param_groups(lr=1e-2, decay=2.0)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    with pytest.raises(ValueError, match="decay"):
+        clf.param_groups(lr=1e-2, decay=0.5)
+
+
+def test_classifier_pools_only_real_characters(lm, monkeypatch):
+    """The head's mean and max read real characters only: whatever the LSTM emits at padded positions is ignored."""
+    clf = charlm.CharLMClassifier(lm).eval()
+    ids = charlm.encode(lm, ["a fine film", "dull"], context=30)
+    before = clf(ids)
+    real_states = lm.states
+
+    def noisy_states(x):
+        s = real_states(x)
+        return s.masked_fill((x == 0).unsqueeze(-1), 1e4)  # garbage wherever the input is padding
+
+    monkeypatch.setattr(lm, "states", noisy_states)
+    torch.testing.assert_close(clf(ids), before)

@@ -40,12 +40,16 @@ class CharLM(nn.Module):
         self.attention = nn.Linear(emb_dim + 2 * hidden, 1, bias=False)
         self.out = nn.Linear(emb_dim + 2 * hidden, n)
 
-    def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        """The attention-pooled 356-d summary of each sequence: what a classifier head reads."""
+    def states(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-position [embedding, lstm1, lstm2] states (batch, time, 356)."""
         e = self.embedding(ids)
         h1, _ = self.lstm1(e)
         h2, _ = self.lstm2(h1)
-        seq = torch.cat([e, h1, h2], dim=-1)
+        return torch.cat([e, h1, h2], dim=-1)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """The attention-pooled 356-d summary the LM uses to predict the next character."""
+        seq = self.states(ids)
         weights = torch.softmax(self.attention(seq).squeeze(-1), dim=1)  # no mask: textgenrnn attends to padding too
         return (seq * weights.unsqueeze(-1)).sum(dim=1)
 
@@ -108,19 +112,46 @@ def generate(model: CharLM, prefix: str = "", n: int = 60, temperature: float = 
 
 
 class CharLMClassifier(nn.Module):
-    """The pretrained LM as an encoder, with a new classification head on its attention-pooled summary."""
+    """The pretrained LM as an encoder; a new head reads the mean and max of its LSTM states over the real characters.
 
-    def __init__(self, lm: CharLM, num_classes: int = 2, dropout: float = 0.1):
+    The LM's own attention pooling was trained to predict the *next character*, so it looks at the last few
+    positions; sentiment is spread over the whole text, so the head pools over all positions instead (as ULMFiT does).
+    """
+
+    def __init__(self, lm: CharLM, num_classes: int = 2, dropout: float = 0.2):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         self.lm = lm
         self.lm.out.requires_grad_(False)  # the next-character layer is not used for classification
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(lm.out.in_features, num_classes))
+        self.lm.attention.requires_grad_(False)
+        width = 2 * (lm.lstm1.hidden_size + lm.lstm2.hidden_size)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.lm.encode(ids))
+        h = self.lm.states(ids)[..., self.lm.embedding.embedding_dim:]  # lstm1 and lstm2 states
+        mask = (ids != 0).unsqueeze(-1)
+        mean = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+        mx = h.masked_fill(~mask, float("-inf")).max(1).values
+        return self.head(torch.cat([mean, mx], dim=1))
 
     def layer_groups(self) -> list[list[nn.Module]]:
-        """Groups from the top down, the order ULMFiT unfreezes them: head, attention, lstm2, lstm1, embedding."""
-        return [[self.head], [self.lm.attention], [self.lm.lstm2], [self.lm.lstm1], [self.lm.embedding]]
+        """Groups from the top down, the order ULMFiT unfreezes them: head, lstm2, lstm1, embedding."""
+        return [[self.head], [self.lm.lstm2], [self.lm.lstm1], [self.lm.embedding]]
+
+    def unfreeze_top(self, n: int) -> None:
+        """Train only the top `n` layer groups (1 = head only, 4 = everything): one step of gradual unfreezing."""
+        groups = self.layer_groups()
+        if not 1 <= n <= len(groups):
+            raise ValueError(f"n must be between 1 and {len(groups)} (head, lstm2, lstm1, embedding), got {n}.")
+        self.requires_grad_(False)
+        for group in groups[:n]:
+            for m in group:
+                m.requires_grad_(True)
+
+    def param_groups(self, lr: float, decay: float = 2.6) -> list[dict]:
+        """Discriminative learning rates: the head gets `lr`, each group below it `decay` times less (ULMFiT)."""
+        if lr <= 0 or decay < 1:
+            raise ValueError(f"lr must be > 0 and decay ≥ 1, got lr={lr}, decay={decay}.")
+        return [{"params": [p for m in g for p in m.parameters()], "lr": lr / decay ** i}
+                for i, g in enumerate(self.layer_groups())]

@@ -112,17 +112,25 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, epochs: int = 3,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler=None, loss_fn: Callable | None = None,
         device: torch.device | None = None, amp: bool | str = "auto", grad_clip: float | None = None,
-        label: str = "", progress: bool = True, history: History | None = None) -> History:
-    """Train for `epochs`, evaluating after each; `scheduler` steps per batch. Returns (or extends) a `History`."""
+        label: str = "", progress: bool = True, history: History | None = None, channels_last: bool = False,
+        compile: bool = False) -> History:
+    """Train for `epochs`, evaluating after each; `scheduler` steps per batch. Returns (or extends) a `History`.
+
+    `channels_last` stores 4-D activations as NHWC (faster convolutions on GPU tensor cores); `compile` trains
+    through `torch.compile(model)` (the first steps compile, which long GPU runs repay; evaluation stays eager).
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     device = device or get_device()
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
     optimizer = optimizer or make_optimizer(model, lr)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     dtype = amp_dtype(device) if amp in ("auto", True) else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None  # bf16 and CPU need no scaler
-    history = history or History(label)
+    history = history if history is not None else History(label)  # an empty History is falsy
     start_epoch = len(history)
     bar = tqdm(total=epochs * len(train_loader), desc=label or "fit", disable=not progress, leave=False)
     for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
@@ -131,8 +139,10 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
         for x, y in train_loader:
             x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last and torch.is_tensor(x) and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp):
-                logits = forward(model, x)
+                logits = forward(net, x)
                 loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             if scaler:

@@ -1,0 +1,98 @@
+"""Render the latest bench/results/*.json as Markdown into bench/README.md (between the results markers).
+
+Usage: python bench/report.py          # rewrite the "Latest results" section of bench/README.md
+       python bench/report.py --print  # only print it
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchlib import RESULTS, ROOT
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def md_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("—" if r.get(c) is None else str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def where(res: dict) -> str:
+    hw = res["hardware"]
+    gpu = f", GPU {hw['gpu']['name']}" if hw.get("gpu") else ", no GPU"
+    load = f"; load average {hw['load_avg_1min']} when it ran" if hw.get("load_avg_1min") is not None else ""
+    return (f"*{res['date']}; {hw['cpu']} ({hw['cpu_count']} cores, {hw['torch_threads']} torch threads){gpu}; "
+            f"torch {hw['torch']}{load}.*")
+
+
+def cache_section(res: dict) -> str:
+    s = res["seconds"]
+    rows = [{"method": k, "seconds": v, "speed-up vs recompute": f"{s['recompute'] / v:.1f}x"} for k, v in s.items()]
+    setup = res["setup"]
+    return (f"{setup['images']} images at {setup['size']} px, {setup['epochs']} epochs. " + where(res) + "\n\n"
+            + md_table(rows, ["method", "seconds", "speed-up vs recompute"])
+            + f"\n\nCached and recomputed probes end with the same head weights (max difference "
+              f"{res['max_head_weight_difference']:.1e}).")
+
+
+def gpu_section(res: dict) -> str:
+    out = where(res) + "\n\n"
+    if res.get("gpu") is None and "loaders" not in res:
+        return out + f"{res['note']}\n\n" + md_table(res["models"], ["config", "dtype", "images_per_s", "peak_mem_mib"])
+    out += md_table(res["models"], ["config", "dtype", "images_per_s", "peak_mem_mib", "warmup_s"]) + "\n\n"
+    out += md_table(res["loaders"], ["workers", "pin_memory", "images_per_s"])
+    return out + "\n\nRatios vs FP32: " + ", ".join(f"{k} {v}x" for k, v in res["ratios_vs_fp32"].items()) + "."
+
+
+def minilm_section(res: dict) -> str:
+    st = res["setup"]
+    return (f"{st['texts']} reviews, max length {st['max_length']}, {st['epochs']} epochs. " + where(res) + "\n\n"
+            + md_table(res["methods"], ["method", "extract_s", "epoch_s", "epoch_vs_full", "trainable", "peak_mib"]))
+
+
+def notebooks_section(res: dict) -> str:
+    return where(res) + "\n\n" + md_table(res["chapters"], ["notebook", "device", "seconds", "budget_s", "used", "ok"])
+
+
+def explorer_section(res: dict) -> str:
+    if res.get("status") != "measured":
+        return where(res) + f"\n\nSkipped: {res.get('reason')}."
+    return where(res) + "\n\n" + md_table(res["results"], ["strategy", "first_s", "median_s", "repeats"])
+
+
+SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_section),
+            "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
+            "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
+            "bench_explorer": ("Explorer answer time", explorer_section),
+            "bench_notebooks": ("Chapter run times vs budgets", notebooks_section)}
+
+
+def render() -> str:
+    parts = []
+    for name, (title, fn) in SECTIONS.items():
+        for path in sorted(RESULTS.glob(f"{name}_*.json")):
+            parts.append(f"### {title} (`{path.name}`)\n\n{fn(json.loads(path.read_text()))}")
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--print", action="store_true", help="print only; leave README.md alone")
+    args = p.parse_args()
+    text = render()
+    if args.print:
+        print(text)
+        return
+    readme = ROOT / "bench" / "README.md"
+    doc = readme.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"bench/README.md lacks the markers {START} ... {END}")
+    head, rest = doc.split(START, 1)
+    readme.write_text(head + START + "\n\n" + text + "\n\n" + END + rest.split(END, 1)[1])
+    print("bench/README.md updated")
+
+
+if __name__ == "__main__":
+    main()

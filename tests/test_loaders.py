@@ -1,0 +1,136 @@
+"""utils.loaders: a seed fixes the batch order (workers included), pinned memory only on CUDA, clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+import utils
+from utils import loaders
+from utils.loaders import default_num_workers, make_loader
+
+
+def _ds(n: int = 20) -> TensorDataset:
+    return TensorDataset(torch.arange(n).float().unsqueeze(1), torch.arange(n))
+
+
+class NoisyDataset(Dataset):
+    """Each item draws from NumPy's global RNG, like a random augmentation (top level, so workers can pickle it)."""
+
+    transform = "random noise"
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int):
+        return torch.tensor(np.random.rand()), i
+
+
+def _order(loader) -> list[int]:
+    return torch.cat([y for _, y in loader]).tolist()
+
+
+def test_same_seed_gives_same_batch_order_and_other_seed_another():
+    a, b = make_loader(_ds(), 4, shuffle=True, seed=1, device="cpu"), make_loader(_ds(), 4, shuffle=True, seed=1, device="cpu")
+    first = _order(a)
+    torch.manual_seed(123)  # the global RNG must not matter: the loader owns its generator
+    assert first == _order(b)
+    assert sorted(first) == list(range(20)) and first != list(range(20))
+    assert first != _order(make_loader(_ds(), 4, shuffle=True, seed=2, device="cpu"))
+
+
+def test_epochs_differ_but_repeat_across_runs():
+    a, b = make_loader(_ds(), 5, shuffle=True, seed=0, device="cpu"), make_loader(_ds(), 5, shuffle=True, seed=0, device="cpu")
+    ea = [_order(a) for _ in range(3)]
+    assert ea == [_order(b) for _ in range(3)]
+    assert ea[0] != ea[1]
+
+
+def test_no_shuffle_keeps_dataset_order():
+    assert _order(make_loader(_ds(), 6, device="cpu")) == list(range(20))
+
+
+def test_cpu_loader_uses_no_workers_and_no_pinned_memory():
+    loader = make_loader(_ds(), 4, device="cpu")
+    assert loader.pin_memory is False and loader.num_workers == 0
+    assert default_num_workers(NoisyDataset(), "cpu") == 0
+
+
+def test_cuda_loader_pins_memory_and_uses_workers_for_transformed_data(monkeypatch):
+    monkeypatch.setattr(loaders, "main_is_importable", lambda: True)
+    assert make_loader(_ds(), 4, device="cuda").pin_memory is True  # constructing needs no GPU
+    assert default_num_workers(_ds(), "cuda") == 0  # in-memory tensors: indexing beats inter-process copies
+    n = default_num_workers(NoisyDataset(), "cuda")
+    assert 1 <= n <= 4
+    loader = make_loader(NoisyDataset(), 4, device="cuda")
+    assert loader.num_workers == n and loader.persistent_workers is True
+
+
+def test_no_workers_under_spawn_when_main_cannot_be_imported(monkeypatch):
+    monkeypatch.setattr(loaders, "start_method", lambda: "spawn")
+    monkeypatch.setattr(loaders, "main_is_importable", lambda: False)  # e.g. a notebook on macOS or Windows
+    assert default_num_workers(NoisyDataset(), "cuda") == 0
+    monkeypatch.setattr(loaders, "main_is_importable", lambda: True)  # a script: spawn can re-import it
+    assert default_num_workers(NoisyDataset(), "cuda") > 0
+    assert make_loader(NoisyDataset(), 4, device="cpu", num_workers=2).num_workers == 2  # the caller decides
+
+
+def test_workers_are_seeded_so_random_augmentation_repeats():
+    def values(seed):
+        loader = make_loader(NoisyDataset(), 4, shuffle=True, seed=seed, device="cpu", num_workers=2)
+        return [(x.tolist(), y.tolist()) for x, y in loader]
+
+    run1 = values(0)
+    assert run1 == values(0)
+    assert run1 != values(1)
+    noise = [v for x, _ in run1 for v in x]
+    assert len(set(noise)) == 16  # two workers did not draw the same numbers
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8", None])
+def test_bad_batch_size_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        make_loader(_ds(), bad, device="cpu")
+
+
+def test_other_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="empty"):
+        make_loader(_ds(0), 4, device="cpu")
+    with pytest.raises(ValueError, match="num_workers"):
+        make_loader(_ds(), 4, device="cpu", num_workers=-1)
+    with pytest.raises(ValueError, match="not both"):
+        make_loader(_ds(), 4, shuffle=True, sampler=torch.utils.data.SequentialSampler(_ds()), device="cpu")
+    with pytest.raises(ValueError, match="no batches"):
+        make_loader(_ds(3), 4, drop_last=True, device="cpu")
+
+
+# The speed options of utils.fit that go with fast loaders: on CPU they must not change the result.
+
+def _fit_cnn(**kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    data = TensorDataset(torch.rand(16, 3, 8, 8), torch.arange(16) % 2)
+    utils.fit(model, make_loader(data, 8, device="cpu"), epochs=2, device=torch.device("cpu"), progress=False, **kw)
+    return model
+
+
+def test_fit_channels_last_changes_layout_not_result():
+    plain, nhwc = _fit_cnn(), _fit_cnn(channels_last=True)
+    assert nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain.state_dict(), nhwc.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_fit_compile_trains_through_the_compiled_module(monkeypatch):
+    calls = []
+
+    def fake_compile(model):
+        calls.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)  # real compilation takes too long for a unit test
+    _fit_cnn(compile=True)
+    assert len(calls) == 1

@@ -1,0 +1,100 @@
+"""utils.text: tokenising, the vocabulary, padded batches, GloVe initialisation, the LSTM classifier, input checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import utils
+from utils.text import MAX_CHARS, LSTMClassifier, Vocab, check_labels, check_texts, collate_tokens, glove_matrix, tokenize
+
+TEXTS = ["A gem of a film.", "Dull, dull and far too long.", "It isn't a gem; it's dull.", "A fine, fine film!"]
+
+
+def test_tokenize_follows_glove_conventions():
+    assert tokenize("It's a film that doesn't work!") == ["it", "'s", "a", "film", "that", "does", "n't", "work", "!"]
+    assert tokenize("CAN'T") == ["ca", "n't"]
+
+
+def test_vocab_orders_by_frequency_and_maps_unknowns():
+    vocab = Vocab(TEXTS, min_freq=2)
+    assert vocab.itos[:2] == ["<pad>", "<unk>"]
+    assert vocab.itos[2] in {"a", "."}  # the most frequent tokens come first
+    assert "gem" in vocab.stoi and "long" not in vocab.stoi  # 'long' occurs once
+    ids = vocab.encode("a long gem")
+    assert ids.tolist() == [vocab.stoi["a"], Vocab.UNK, vocab.stoi["gem"]]
+    assert vocab.encode("a gem a gem", max_len=2).tolist() == [vocab.stoi["a"], vocab.stoi["gem"]]
+    assert 0 < vocab.unk_rate(["a long film"]) < 1
+
+
+def test_collate_pads_and_reports_true_lengths():
+    vocab = Vocab(TEXTS, min_freq=1)
+    (ids, lengths), labels = collate_tokens(vocab, max_len=5)([("a gem", 1), ("dull , dull and far too long", 0)])
+    assert ids.shape == (2, 5) and lengths.tolist() == [2, 5]
+    assert ids[0, 2:].eq(Vocab.PAD).all() and labels.tolist() == [1, 0]
+
+
+def test_glove_matrix_copies_known_vectors_and_counts_coverage():
+    glove = utils.load_glove()
+    vocab = Vocab(TEXTS + ["zzqxv zzqxv"], min_freq=1)
+    mat, cov = glove_matrix(vocab, glove, seed=0)
+    assert mat.shape == (len(vocab), 50)
+    np.testing.assert_allclose(mat[vocab.stoi["film"]].numpy(), glove.vectors[glove.index["film"]])
+    assert mat[Vocab.PAD].eq(0).all()
+    assert "zzqxv" in cov.missing and 0 < cov.types < 1 and 0 < cov.tokens < 1
+    again, _ = glove_matrix(vocab, glove, seed=0)
+    assert torch.equal(mat, again)  # the random rows for missing words are seeded
+
+
+def test_lstm_ignores_padding_and_can_freeze_embeddings():
+    vocab = Vocab(TEXTS, min_freq=1)
+    torch.manual_seed(0)
+    model = LSTMClassifier(len(vocab), emb_dim=8, hidden=4, freeze_embeddings=True).eval()
+    assert not model.embedding.weight.requires_grad
+    one = collate_tokens(vocab, max_len=10)([("a gem", 1)])[0]
+    padded = collate_tokens(vocab, max_len=10)([("a gem", 1), ("dull , dull and far too long", 0)])[0]
+    torch.testing.assert_close(model(one)[0], model(padded)[0])  # packed sequences: the extra padding changes nothing
+
+
+def test_lstm_learns_a_tiny_task():
+    vocab = Vocab(TEXTS, min_freq=1)
+    data = [("a gem", 1), ("a fine film", 1), ("dull", 0), ("far too long", 0)] * 8
+    loader = DataLoader(data, batch_size=8, shuffle=True, collate_fn=collate_tokens(vocab),
+                        generator=torch.Generator().manual_seed(0))
+    utils.seed_everything(0)
+    model = LSTMClassifier(len(vocab), emb_dim=8, hidden=8, dropout=0.0)
+    history = utils.fit(model, loader, loader, epochs=15, lr=2e-2, progress=False, device=torch.device("cpu"))
+    assert history.last["val_acc"] == 1.0
+
+
+def test_embeddings_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"expected \(10, 8\)"):
+        LSTMClassifier(10, emb_dim=8, embeddings=torch.zeros(10, 50))
+
+
+@pytest.mark.parametrize("texts, exc, match", [
+    ("a single string", TypeError, "list of strings"),
+    ([], TypeError, "non-empty"),
+    (["fine", 3], TypeError, "Item 1 is a int"),
+    (["fine", "   "], ValueError, "empty string"),
+    (["x" * (MAX_CHARS + 1)], ValueError, "truncate"),
+])
+def test_bad_texts_are_refused_clearly(texts, exc, match):
+    with pytest.raises(exc, match=match):
+        check_texts(texts)
+    with pytest.raises(exc, match=match):
+        Vocab(texts)
+
+
+def test_labels_by_name_or_index():
+    assert check_labels(["fresh", 0, np.int64(1)], ["rotten", "fresh"]) == [1, 0, 1]
+    with pytest.raises(ValueError, match="Unknown label 'meh'"):
+        check_labels(["meh"], ["rotten", "fresh"])
+    with pytest.raises(ValueError, match="index below 2"):
+        check_labels([2], ["rotten", "fresh"])
+
+
+def test_min_freq_too_high_says_what_to_do():
+    with pytest.raises(ValueError, match="lower min_freq"):
+        Vocab(["one two"], min_freq=5)
