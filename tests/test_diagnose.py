@@ -1,0 +1,89 @@
+"""The diagnosis rules on synthetic histories whose verdict is obvious from the numbers."""
+import math
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from utils import History  # noqa: E402
+from utils import diagnose as dg  # noqa: E402
+
+
+def make(train_loss, train_acc, val_loss, val_acc, label="run"):
+    rows = [{"epoch": i + 1, "train_loss": a, "train_acc": b, "val_loss": c, "val_acc": d, "seconds": 0.1}
+            for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))]
+    return History(label, rows)
+
+
+OVER = make([2.0, 1.0, 0.5, 0.2, 0.05, 0.01], [0.4, 0.7, 0.85, 0.95, 0.99, 1.0],
+            [2.0, 1.2, 0.9, 1.0, 1.3, 1.6], [0.35, 0.6, 0.7, 0.7, 0.69, 0.68], "over")
+UNDER = make([2.30, 2.29, 2.29, 2.28, 2.28], [0.10, 0.12, 0.12, 0.13, 0.14],
+             [2.30, 2.29, 2.29, 2.28, 2.28], [0.10, 0.11, 0.12, 0.12, 0.13], "under")
+OK = make([2.0, 1.0, 0.6, 0.45, 0.4], [0.5, 0.75, 0.85, 0.88, 0.9],
+          [1.9, 1.0, 0.7, 0.6, 0.58], [0.5, 0.72, 0.8, 0.83, 0.84], "ok")
+UNSTABLE = make([2.0, 1.0, 3.5, 1.5, 2.5], [0.4, 0.7, 0.3, 0.5, 0.4],
+                [2.0, 1.1, 3.0, 1.8, 2.4], [0.4, 0.6, 0.3, 0.5, 0.4], "unstable")
+
+
+@pytest.mark.parametrize("history, verdict", [(OVER, "overfitting"), (UNDER, "underfitting"), (OK, "ok"),
+                                              (UNSTABLE, "unstable")])
+def test_clear_cases(history, verdict):
+    d = dg.diagnose(history, num_classes=10)
+    assert d.verdict == verdict, str(d)
+    assert d.suggestions == dg.SUGGESTIONS[verdict] and d.reasons and d.label == history.label
+
+
+def test_evidence_numbers():
+    e = dg.evidence(OVER, 10)
+    assert e["best_epoch"] == 3 and e["best_val_loss"] == 0.9
+    assert math.isclose(e["val_loss_rise"], (1.6 - 0.9) / 0.9)
+    assert math.isclose(e["gap"], 0.32) and math.isclose(e["train_skill"], 1.0)
+    assert math.isclose(dg.evidence(UNDER, 10)["train_skill"], (0.14 - 0.1) / 0.9)
+
+
+def test_gap_alone_flags_overfitting():
+    wide = make([1.0, 0.3, 0.1], [0.7, 0.95, 1.0], [1.0, 0.9, 0.9], [0.5, 0.6, 0.6])  # val loss flat, gap 0.4
+    d = dg.diagnose(wide, 2)
+    assert d.verdict == "overfitting" and "gap" in d.reasons[0]
+    assert dg.diagnose(wide, 2, max_gap=0.5).verdict == "ok"  # thresholds are parameters
+
+
+def test_chance_level_depends_on_classes():
+    h = make([0.7, 0.69], [0.5, 0.55], [0.7, 0.69], [0.5, 0.55])  # 55 % train accuracy
+    assert dg.diagnose(h, 2).verdict == "underfitting"  # barely above a coin flip
+    assert dg.evidence(h, 100)["train_skill"] > 0.5
+
+
+def test_nan_is_unstable():
+    h = make([1.0, float("nan")], [0.5, 0.5], [1.0, 1.0], [0.5, 0.5])
+    assert dg.diagnose(h, 2).verdict == "unstable"
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="no epochs"):
+        dg.diagnose(History("empty"), 10)
+    no_val = History("x", [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "seconds": 0.1}])
+    with pytest.raises(ValueError, match="val_loader"):
+        dg.diagnose(no_val, 10)
+    with pytest.raises(TypeError, match="utils.History"):
+        dg.diagnose({"train_loss": [1.0]}, 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        dg.diagnose(OK, 1)
+
+
+def test_table_and_plot():
+    table = dg.diagnose_table([OVER, UNDER, OK], 10)
+    assert list(table["verdict"]) == ["overfitting", "underfitting", "ok"]
+    assert table.loc["over", "best epoch"] == 3
+    fig = dg.plot_diagnosis([OVER, UNDER, OK, UNSTABLE], 10, ncols=2)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0].endswith("overfitting") and titles[2].endswith("ok")
+    assert any(line.get_xdata()[0] == 3 for line in fig.axes[0].lines if line.get_linestyle() == ":")
+    with pytest.raises(ValueError, match="at least one"):
+        dg.plot_diagnosis([], 10)
+
+
+def test_str_lists_reasons_and_suggestions():
+    text = str(dg.diagnose(OVER, 10))
+    assert text.startswith("over: OVERFITTING") and "early stopping" in text

@@ -1,0 +1,158 @@
+"""Read a training run's curves like a practitioner: over-fitting, under-fitting, unstable or fine, with the evidence.
+
+The rules are deliberately simple, so you can check them by eye on the plot:
+
+1. **unstable**: a loss is NaN/inf, the training loss ends above where it started, or it jumps up between two
+   epochs by more than `spike` × its first value. Training is not converging; nothing else can be judged.
+2. **underfitting**: the model cannot even fit its *training* data. We measure train accuracy as *skill*
+   above chance, `(train_acc - 1/K) / (1 - 1/K)` for K classes (0 = guessing, 1 = perfect), and flag it below
+   `min_skill`.
+3. **overfitting**: the validation loss ended more than `max_rise` (relative) above its minimum, or the final
+   generalisation gap `train_acc - val_acc` exceeds `max_gap`.
+4. **ok**: none of the above.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .train import History
+
+__all__ = ["VERDICTS", "SUGGESTIONS", "Diagnosis", "check_history", "evidence", "diagnose", "diagnose_table",
+           "plot_diagnosis"]
+
+VERDICTS = ("unstable", "underfitting", "overfitting", "ok")
+
+SUGGESTIONS = {
+    "unstable": ["lower the learning rate (÷10)", "clip gradients: utils.fit(..., grad_clip=1.0)",
+                 "add a warm-up to the schedule", "check inputs and labels for NaNs or mistakes"],
+    "underfitting": ["raise the learning rate (×10)", "train for more epochs",
+                     "unfreeze more blocks: utils.unfreeze_last(model, k) with a larger k",
+                     "remove some regularisation (weight decay, dropout)",
+                     "check the preprocessing matches model.data_config"],
+    "overfitting": ["stop at the best epoch (early stopping)", "regularise: weight decay, dropout before the head",
+                    "add data augmentation or more labelled examples",
+                    "train fewer blocks (a smaller k in utils.unfreeze_last) or use a lower learning rate"],
+    "ok": ["nothing urgent; if the validation loss is still falling, train longer",
+           "then try unfreezing one more block and compare"],
+}
+
+
+@dataclass
+class Diagnosis:
+    """A verdict on one run, the numbers behind it, the reasons in words, and what to try next."""
+
+    verdict: str
+    evidence: dict[str, float]
+    reasons: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    label: str = ""
+
+    def __str__(self) -> str:
+        head = f"{self.label or 'run'}: {self.verdict.upper()}"
+        return "\n".join([head, *(f"  - {r}" for r in self.reasons), "  try: " + "; ".join(self.suggestions)])
+
+
+def check_history(history: History) -> None:
+    """Reject what cannot be diagnosed (not a History, no epochs, no validation metrics), saying how to fix it."""
+    if not isinstance(history, History):
+        raise TypeError(f"diagnose() reads a utils.History (what utils.fit returns), got {type(history).__name__}.")
+    if len(history) == 0:
+        raise ValueError(f"History {history.label!r} has no epochs; train first (utils.fit returns the History).")
+    needed = ("train_loss", "train_acc", "val_loss", "val_acc")
+    missing = [k for k in needed if any(v is None for v in history[k])]
+    if missing:
+        raise ValueError(f"History {history.label!r} lacks {', '.join(missing)} in some epochs. A diagnosis compares "
+                         f"training with validation: pass a val_loader to utils.fit(model, train_loader, val_loader).")
+
+
+def evidence(history: History, num_classes: int) -> dict[str, float]:
+    """The numbers the rules read: best epoch, val-loss rise after it, generalisation gap, train skill above chance."""
+    check_history(history)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2 (it sets the chance level), got {num_classes!r}.")
+    tl, ta, vl, va = (history[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc"))
+    finite = all(math.isfinite(v) for v in tl + vl)
+    i_best = min(range(len(vl)), key=lambda i: vl[i] if math.isfinite(vl[i]) else math.inf)
+    chance = 1 / num_classes
+    jumps = [b - a for a, b in zip(tl, tl[1:]) if math.isfinite(a) and math.isfinite(b)]
+    return {"epochs": len(history), "chance_acc": chance, "finite": float(finite),
+            "best_epoch": history["epoch"][i_best], "best_val_loss": vl[i_best], "final_val_loss": vl[-1],
+            "val_loss_rise": (vl[-1] - vl[i_best]) / abs(vl[i_best]) if finite and vl[i_best] else 0.0,
+            "train_acc": ta[-1], "val_acc": va[-1], "gap": ta[-1] - va[-1],
+            "train_skill": (ta[-1] - chance) / (1 - chance),
+            "train_loss_change": (tl[-1] - tl[0]) / abs(tl[0]) if finite and tl[0] else 0.0,
+            "max_jump": max(jumps, default=0.0) / math.log(num_classes)}
+
+
+def diagnose(history: History, num_classes: int, min_skill: float = 0.6, max_rise: float = 0.15,
+             max_gap: float = 0.25, spike: float = 0.25) -> Diagnosis:
+    """Label a run 'unstable', 'underfitting', 'overfitting' or 'ok' by the module's four rules, with the evidence."""
+    e = evidence(history, num_classes)
+    reasons: list[str] = []
+    if not e["finite"] or e["train_loss_change"] > 0 or e["max_jump"] > spike:
+        verdict = "unstable"
+        reasons.append("a loss is NaN/inf" if not e["finite"] else
+                       f"train loss changed by {e['train_loss_change']:+.0%} over the run; its largest jump "
+                       f"between epochs was {e['max_jump']:.0%} of ln K, the loss of a uniform guess (limit {spike:.0%})")
+    elif e["train_skill"] < min_skill:
+        verdict = "underfitting"
+        reasons.append(f"train accuracy {e['train_acc']:.2f} is only {e['train_skill']:.0%} of the way from chance "
+                       f"({e['chance_acc']:.2f}) to perfect (limit {min_skill:.0%}): it cannot fit its own training data")
+    elif e["val_loss_rise"] > max_rise or e["gap"] > max_gap:
+        verdict = "overfitting"
+        if e["val_loss_rise"] > max_rise:
+            reasons.append(f"val loss bottomed at epoch {e['best_epoch']} ({e['best_val_loss']:.3f}) and ended "
+                           f"{e['val_loss_rise']:.0%} higher (limit {max_rise:.0%})")
+        if e["gap"] > max_gap:
+            reasons.append(f"train accuracy {e['train_acc']:.2f} vs val {e['val_acc']:.2f}: a gap of "
+                           f"{e['gap']:.2f} (limit {max_gap:.2f})")
+    else:
+        verdict = "ok"
+        reasons.append(f"fits its training data (skill {e['train_skill']:.0%}), val loss within {max_rise:.0%} of its "
+                       f"minimum (+{e['val_loss_rise']:.0%}), gap {e['gap']:.2f}")
+    return Diagnosis(verdict, e, reasons, list(SUGGESTIONS[verdict]), history.label)
+
+
+def diagnose_table(histories: Sequence[History], num_classes: int, **rules):
+    """One row per run (verdict and key evidence) as a DataFrame, for the results table of a chapter."""
+    import pandas as pd
+
+    rows = {}
+    for h in histories:
+        d = diagnose(h, num_classes, **rules)
+        e = d.evidence
+        rows[h.label or f"run {len(rows) + 1}"] = {
+            "verdict": d.verdict, "best epoch": e["best_epoch"], "train acc": e["train_acc"], "val acc": e["val_acc"],
+            "gap": e["gap"], "best val loss": e["best_val_loss"], "final val loss": e["final_val_loss"],
+            "val loss rise": e["val_loss_rise"], "train skill": e["train_skill"]}
+    return pd.DataFrame(rows).T.infer_objects()
+
+
+def plot_diagnosis(histories: History | Sequence[History], num_classes: int, ncols: int = 3, **rules):
+    """Loss curves per run with the best epoch marked and the train/val gap shaded, titled with the verdict."""
+    import matplotlib.pyplot as plt
+
+    histories = [histories] if isinstance(histories, History) else list(histories)
+    if not histories:
+        raise ValueError("plot_diagnosis needs at least one History.")
+    ncols = min(ncols, len(histories))
+    nrows = -(-len(histories) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows), squeeze=False)
+    for ax in axes.flat[len(histories):]:
+        ax.axis("off")
+    for ax, h in zip(axes.flat, histories):
+        d = diagnose(h, num_classes, **rules)
+        ep, tl, vl = h["epoch"], h["train_loss"], h["val_loss"]
+        ax.plot(ep, tl, "--", color="C0", label="train loss")
+        ax.plot(ep, vl, "-o", color="C1", ms=3, label="val loss")
+        ax.fill_between(ep, tl, vl, color="C3", alpha=0.12, label="gap")
+        ax.axvline(d.evidence["best_epoch"], color="k", lw=1, ls=":", label=f"best epoch ({d.evidence['best_epoch']})")
+        color = {"ok": "C2", "overfitting": "C3", "underfitting": "C1", "unstable": "C4"}[d.verdict]
+        ax.set_title(f"{h.label or 'run'}\n{d.verdict}", fontsize=9, color=color)
+        ax.set(xlabel="epoch", ylabel="loss")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
