@@ -119,3 +119,10 @@ def test_cut_module_is_the_first_layer_of_the_block(model):
     assert features.cut_module(model, 0) is model.classifier
     assert features.cut_module(model, 1) is model.conv_head  # the merged unit conv_head+bn2 starts with the conv
     assert features.cut_module(model, 2) is model.blocks[6]
+
+
+def test_default_cache_dir_is_the_gitignored_repo_folder(monkeypatch):
+    monkeypatch.delenv("TRANSFER_BOOK_CACHE", raising=False)
+    path = features.cache_dir()
+    assert path.parts[-2:] == (".cache", "features") and (path.parents[1] / ".gitignore").exists()
+    assert "/.cache/" in (path.parents[1] / ".gitignore").read_text()

@@ -7,7 +7,8 @@ epoch. So we run it once, store what enters the trainable part ("the cut"), and 
 * ``k >= 1``: the activations *entering* the last ``k`` of ``utils.backbone_blocks(model)`` (the same unit
   ``utils.unfreeze_last(model, k)`` opens), so "fine-tune the top k blocks" trains ``tail(model, k)`` on them.
 
-Files live under ``$TRANSFER_BOOK_CACHE`` or ``<repo>/.cache/features/`` (gitignored), one safetensors file per
+Files live under ``$TRANSFER_BOOK_CACHE``, ``<repo>/.cache/features/`` (gitignored) or ``~/.cache/transfer_book/features``
+when utils is installed as a package; one safetensors file per
 (model weights before the cut, images, normalisation, cut) combination, named by a hash of all of these.
 """
 from __future__ import annotations
@@ -38,9 +39,15 @@ class _Stop(Exception):
 
 
 def cache_dir() -> Path:
-    """Where cached tensors live: $TRANSFER_BOOK_CACHE, else <repo root>/.cache/features (gitignored)."""
+    """Where cached tensors live: $TRANSFER_BOOK_CACHE, else <repo root>/.cache/features (gitignored), else ~/.cache."""
     env = os.environ.get("TRANSFER_BOOK_CACHE")
-    path = Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / ".cache" / "features"
+    repo = Path(__file__).resolve().parents[1]
+    if env:
+        path = Path(env).expanduser()
+    elif (repo / "_config.yml").exists():  # a checkout of the book
+        path = repo / ".cache" / "features"
+    else:  # utils installed as a package (e.g. on Colab): never write into site-packages
+        path = Path.home() / ".cache" / "transfer_book" / "features"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
