@@ -20,7 +20,7 @@ from . import features
 from .data import lfw_faces, mnist_digits, subsample_per_class
 from .device import get_device, seed_everything
 from .freeze import backbone_blocks, count_parameters, freeze
-from .models import classifier_name, create_backbone, replace_head
+from .models import create_backbone, replace_head
 from .train import History, evaluate, fit
 
 __all__ = ["STRATEGIES", "DATASETS", "DEFAULTS", "load_splits", "run_strategy", "default_comparison", "runs_table",
