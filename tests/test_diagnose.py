@@ -78,7 +78,7 @@ def test_table_and_plot():
     assert table.loc["over", "best epoch"] == 3
     fig = dg.plot_diagnosis([OVER, UNDER, OK, UNSTABLE], 10, ncols=2)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles[0].endswith("overfitting") and titles[2].endswith("ok")
+    assert titles[0].endswith("overfitting") and titles[2].endswith("ok") and "unstable" in titles[3]
     assert any(line.get_xdata()[0] == 3 for line in fig.axes[0].lines if line.get_linestyle() == ":")
     with pytest.raises(ValueError, match="at least one"):
         dg.plot_diagnosis([], 10)
@@ -87,3 +87,10 @@ def test_table_and_plot():
 def test_str_lists_reasons_and_suggestions():
     text = str(dg.diagnose(OVER, 10))
     assert text.startswith("over: OVERFITTING") and "early stopping" in text
+
+
+def test_plot_clips_huge_early_losses():
+    spiky = make([40.0, 2.0, 1.0, 0.5], [0.2, 0.6, 0.8, 0.9], [45.0, 1.5, 1.0, 1.1], [0.2, 0.6, 0.7, 0.7])
+    ax = dg.plot_diagnosis(spiky, 10).axes[0]
+    assert ax.get_ylim()[1] < 5 and ax.get_title().endswith("(y-axis clipped)")
+    assert not dg.plot_diagnosis(OK, 10).axes[0].get_title().endswith("clipped")

@@ -150,7 +150,11 @@ def plot_diagnosis(histories: History | Sequence[History], num_classes: int, nco
         ax.fill_between(ep, tl, vl, color="C3", alpha=0.12, label="gap")
         ax.axvline(d.evidence["best_epoch"], color="k", lw=1, ls=":", label=f"best epoch ({d.evidence['best_epoch']})")
         color = {"ok": "C2", "overfitting": "C3", "underfitting": "C1", "unstable": "C4"}[d.verdict]
-        ax.set_title(f"{h.label or 'run'}\n{d.verdict}", fontsize=9, color=color)
+        top = 1.6 * max(math.log(num_classes), tl[-1], vl[-1], d.evidence["best_val_loss"])
+        clipped = max(tl + vl) > top  # a few huge early losses would flatten the part of the curve that matters
+        if clipped:
+            ax.set_ylim(0, top)
+        ax.set_title(f"{h.label or 'run'}\n{d.verdict}" + (" (y-axis clipped)" if clipped else ""), fontsize=9, color=color)
         ax.set(xlabel="epoch", ylabel="loss")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
