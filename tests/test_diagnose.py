@@ -94,3 +94,48 @@ def test_plot_clips_huge_early_losses():
     ax = dg.plot_diagnosis(spiky, 10).axes[0]
     assert ax.get_ylim()[1] < 5 and ax.get_title().endswith("(y-axis clipped)")
     assert not dg.plot_diagnosis(OK, 10).axes[0].get_title().endswith("clipped")
+
+
+def _toy_problem(flip_val: bool):
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    val_y = 1 - y if flip_val else y  # flipped labels: the better it learns, the worse it validates
+    train = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=g)
+    return train, DataLoader(TensorDataset(x, val_y), batch_size=64)
+
+
+def test_fit_keep_best_returns_best_epoch_weights():
+    import torch
+
+    from utils import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    train, val = _toy_problem(flip_val=True)
+    history, best = dg.fit_keep_best(model, train, val, epochs=6, lr=0.1, progress=False, device=torch.device("cpu"))
+    assert len(history) == 6 and history["epoch"] == [1, 2, 3, 4, 5, 6]
+    assert history["val_loss"][-1] > min(history["val_loss"])  # it really got worse after the best epoch
+    model.load_state_dict(best)
+    assert math.isclose(evaluate(model, val, torch.device("cpu"))["loss"], min(history["val_loss"]), rel_tol=1e-5)
+
+
+def test_fit_keep_best_patience_and_errors():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    train, val = _toy_problem(flip_val=True)
+    history, _ = dg.fit_keep_best(model, train, val, epochs=20, lr=0.1, patience=2, progress=False,
+                                  device=torch.device("cpu"))
+    best_epoch = dg.evidence(history, 2)["best_epoch"]
+    assert len(history) == best_epoch + 2 < 20
+    with pytest.raises(ValueError, match="val_loader"):
+        dg.fit_keep_best(model, train, None, epochs=2)
+    with pytest.raises(ValueError, match="patience"):
+        dg.fit_keep_best(model, train, val, epochs=2, patience=0)
+    with pytest.raises(ValueError, match="epochs"):
+        dg.fit_keep_best(model, train, val, epochs=0)

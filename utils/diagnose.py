@@ -17,10 +17,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .train import History
+from .train import History, fit, make_optimizer
 
 __all__ = ["VERDICTS", "SUGGESTIONS", "Diagnosis", "check_history", "evidence", "diagnose", "diagnose_table",
-           "plot_diagnosis"]
+           "plot_diagnosis", "fit_keep_best"]
 
 VERDICTS = ("unstable", "underfitting", "overfitting", "ok")
 
@@ -160,3 +160,32 @@ def plot_diagnosis(histories: History | Sequence[History], num_classes: int, nco
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, lr: float = 1e-3,
+                  patience: int | None = None, label: str = "", **fit_kwargs) -> tuple[History, dict]:
+    """`utils.fit` epoch by epoch, keeping a CPU copy of the weights with the lowest val loss (early stopping).
+
+    Training is exactly what one `fit(..., epochs=epochs)` call would do. With `patience`, training stops after
+    that many epochs without a new best. Returns (history, best state dict): `model.load_state_dict(best)` restores it.
+    """
+    if val_loader is None:
+        raise ValueError("Early stopping needs a validation set: pass a val_loader.")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"patience must be a positive integer (epochs without improvement) or None, got {patience!r}.")
+    optimizer = optimizer or make_optimizer(model, lr)  # one optimiser for all epochs keeps AdamW's moments
+    history, best_loss, best_state, waited = History(label), math.inf, None, 0
+    for _ in range(epochs):
+        fit(model, train_loader, val_loader, epochs=1, optimizer=optimizer, history=history, **fit_kwargs)
+        if history.last["val_loss"] < best_loss:
+            best_loss, waited = history.last["val_loss"], 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if patience is not None and waited >= patience:
+                break
+    if best_state is None:  # every val loss was NaN
+        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return history, best_state
