@@ -1,0 +1,315 @@
+"""utils.bert: pooling, caching, loaders, LLRD, warm-up, LoRA, save/load and predict on raw strings, and bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import utils
+from utils import bert
+
+utils.ensure_offline_flags()
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The bundled MiniLM encoder (loaded once): padding behaviour is only meaningful on real weights."""
+    return utils.load_minilm()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm):
+    return minilm[0]
+
+
+def tiny_classifier(num_labels: int = 2, seed: int = 0):
+    """A 2-layer, 32-wide BERT classifier with MiniLM's vocabulary: real architecture, milliseconds per step."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128, num_labels=num_labels)
+    return BertForSequenceClassification(cfg).eval()
+
+
+def test_encode_shapes_and_both_poolings_in_one_pass(minilm):
+    tok, model = minilm
+    out = bert.encode_texts(tok, model, ["A gripping thriller.", "Dull.", "Not bad at all"], max_length=16,
+                            pooling=("cls", "mean"), progress=False)
+    assert set(out) == {"cls", "mean"}
+    assert out["cls"].shape == out["mean"].shape == (3, model.config.hidden_size)
+    assert not torch.allclose(out["cls"], out["mean"])
+    single = bert.encode_texts(tok, model, ["Dull."], max_length=16, pooling="mean", progress=False)
+    assert torch.is_tensor(single) and single.shape == (1, model.config.hidden_size)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_pooling_ignores_padding(minilm, pooling):
+    tok, model = minilm
+    short = "A sweet, funny film."
+    alone = bert.encode_texts(tok, model, [short], 48, pooling, progress=False)
+    long = "An overlong, muddled and oddly joyless sequel that forgets everything that made the first film work so well."
+    padded = bert.encode_texts(tok, model, [long, short], 48, pooling, padding="max_length", sort=False, progress=False)
+    assert bert.token_lengths(tok, [short])[0] < 12  # so it really was padded, by more than 30 positions
+    torch.testing.assert_close(padded[1], alone[0], atol=1e-5, rtol=0)
+
+
+def test_sorted_batches_return_rows_in_input_order(minilm):
+    tok, model = minilm
+    texts = ["A long, winding and ultimately rewarding story.", "Bad.", "Quite good."]
+    a = bert.encode_texts(tok, model, texts, 32, "mean", batch_size=2, sort=True, progress=False)
+    b = torch.stack([bert.encode_texts(tok, model, [t], 32, "mean", progress=False)[0] for t in texts])
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_cached_encode_computes_once_and_keys_on_max_length(minilm, tmp_path, monkeypatch):
+    tok, model = minilm
+    texts = ["Great.", "Awful."]
+    first = bert.cached_encode(tok, model, texts, 16, ("cls", "mean"), folder=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2 and not list(tmp_path.glob("*.tmp"))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("cache miss: encode_texts should not run again")
+
+    monkeypatch.setattr(bert, "encode_texts", boom)
+    again = bert.cached_encode(tok, model, texts, 16, "mean", folder=tmp_path, progress=False)
+    torch.testing.assert_close(again, first["mean"], atol=0, rtol=0)
+    with pytest.raises(AssertionError, match="cache miss"):
+        bert.cached_encode(tok, model, texts, 17, "mean", folder=tmp_path, progress=False)
+
+
+def test_fingerprint_changes_with_weights():
+    model = tiny_classifier()
+    before = bert.model_fingerprint(model)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[0, 0] += 1.0
+    assert bert.model_fingerprint(model) != before
+
+
+def test_loader_pads_dynamically_and_maps_label_names(tokenizer):
+    data = [("Fine.", "fresh"), ("A long and tedious mess of a film.", "rotten"), ("Ok.", 1)]
+    loader = bert.text_loader(data, tokenizer, max_length=8, batch_size=3, classes=["rotten", "fresh"])
+    x, y = next(iter(loader))
+    assert set(x) >= {"input_ids", "attention_mask"} and isinstance(x, dict)
+    assert x["input_ids"].shape == (3, 8)  # the long text is truncated to 8, the others padded to it
+    assert x["attention_mask"][0].sum() < 8 and y.tolist() == [1, 0, 1]
+    short = bert.text_loader(data[:1], tokenizer, max_length=64, batch_size=1, classes=["rotten", "fresh"])
+    assert next(iter(short))[0]["input_ids"].shape[1] < 8  # padded only to the batch's longest, not to 64
+
+
+def test_loader_trains_with_utils_fit(tokenizer):
+    model = tiny_classifier()
+    ds = utils.TextDataset(["good", "bad", "great fun", "awful"], [1, 0, 1, 0], ["rotten", "fresh"])
+    loader = bert.text_loader(ds, tokenizer, max_length=8, batch_size=2, shuffle=True)
+    hist = utils.fit(model, loader, loader, epochs=1, lr=1e-3, device=torch.device("cpu"), progress=False)
+    assert len(hist) == 1 and 0 <= hist.last["val_acc"] <= 1
+
+
+def test_llrd_groups_cover_each_parameter_once_with_rising_lr():
+    model = tiny_classifier()
+    model.bert.embeddings.position_embeddings.weight.requires_grad_(False)
+    groups = bert.llrd_param_groups(model, base_lr=1e-3, decay=0.5)
+    ids = [id(p) for g in groups for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(trainable)
+    lr_by_depth = {g["depth"]: g["lr"] for g in groups}
+    depths = sorted(lr_by_depth)
+    assert depths == [0, 1, 2, 3]  # embeddings, layer 0, layer 1, pooler + classifier
+    assert lr_by_depth[0] < lr_by_depth[1] < lr_by_depth[2] == lr_by_depth[3] == 1e-3  # top layer and head at base_lr
+    assert lr_by_depth[0] == pytest.approx(1e-3 * 0.5 ** 2)
+    with_head = {g["depth"]: g["lr"] for g in bert.llrd_param_groups(model, 1e-3, 0.5, head_lr=1e-2)}
+    assert with_head[3] == 1e-2 and with_head[2] == 1e-3  # head_lr only changes the new head's group
+    head = next(g for g in groups if "classifier.weight" in g["param_names"])
+    assert head["depth"] == 3 and head["weight_decay"] > 0
+    assert all(g["weight_decay"] == 0 for g in groups if any(n.endswith("bias") for n in g["param_names"]))
+    torch.optim.AdamW(groups)  # the groups are valid optimiser input
+
+
+def test_warmup_schedule_matches_transformers():
+    from transformers import get_linear_schedule_with_warmup
+
+    def lrs(make):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched, out = make(opt), []
+        for _ in range(12):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    ours = lrs(lambda o: bert.warmup_linear_schedule(o, 3, 10))
+    assert ours == pytest.approx(lrs(lambda o: get_linear_schedule_with_warmup(o, 3, 10)))
+    assert ours[0] == 0 and max(ours) == pytest.approx(0.1) and ours[10] == 0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        bert.warmup_linear_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 11, 10)
+
+
+def test_lora_freezes_base_and_trains_few_parameters(tokenizer):
+    model = bert.add_lora(tiny_classifier(), r=4, alpha=8)
+    counts = utils.count_parameters(model)
+    assert 0 < counts.trainable < 0.05 * counts.total
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n or "classifier" in n for n in names)
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    x, y = bert.TokenizeCollate(tokenizer, 8)([("good", 1), ("bad", 0)])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    torch.nn.functional.cross_entropy(model(**x).logits, y).backward()
+    opt.step()
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
+
+
+def test_save_load_round_trip_gives_identical_logits(tokenizer, tmp_path):
+    model = tiny_classifier()
+    folder = bert.save_classifier(model, tokenizer, tmp_path / "clf", labels=["rotten", "fresh"])
+    assert (folder / "config.json").exists() and list(folder.glob("*.safetensors"))
+    tok2, model2 = bert.load_classifier(folder)
+    x = dict(tokenizer(["A fine film.", "Terrible."], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(model2(**x).logits, model(**x).logits, atol=0, rtol=0)
+    assert model2.config.id2label == {0: "rotten", 1: "fresh"}
+    bert.save_classifier(model, tokenizer, folder)  # overwriting an existing save works and leaves no temp folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]
+
+
+def test_save_lora_model_merges_adapters(tokenizer, tmp_path):
+    model = bert.add_lora(tiny_classifier(), r=2, alpha=4)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()  # non-zero B so the adapters actually change the output
+    model.eval()
+    tok2, plain = bert.load_classifier(bert.save_classifier(model, tokenizer, tmp_path / "lora", ["neg", "pos"]))
+    x = dict(tokenizer(["A fine film."], return_tensors="pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**x).logits, model(**x).logits, atol=1e-5, rtol=1e-5)
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+
+
+def test_predict_on_raw_strings(tokenizer):
+    model = tiny_classifier()
+    out = bert.predict(["A warm, funny film.", "Dull and far too long."], model, tokenizer, labels=["rotten", "fresh"])
+    assert len(out) == 2
+    assert all(label in {"rotten", "fresh"} and 0.5 <= p <= 1 for label, p in out)
+
+
+@pytest.mark.parametrize("texts, error, message", [
+    ([""], ValueError, r"texts\[0\] is empty or blank"),
+    (["fine", "   "], ValueError, r"texts\[1\] is empty or blank"),
+    (["fine", None], TypeError, r"texts\[1\] is NoneType"),
+    (["fine", 3.5], TypeError, r"texts\[1\] is float"),
+    ([], ValueError, "texts is empty"),
+    ("one review", TypeError, "not one string"),
+    (None, TypeError, "must be a list of strings"),
+])
+def test_predict_rejects_bad_texts(tokenizer, texts, error, message):
+    with pytest.raises(error, match=message):
+        bert.predict(texts, tiny_classifier(), tokenizer)
+
+
+def test_predict_refuses_runaway_text(tokenizer):
+    with pytest.raises(ValueError, match=r"texts\[1\] has 5,000 characters .*max_chars"):
+        bert.predict(["Fine.", "x" * 5000], tiny_classifier(), tokenizer)
+    assert len(bert.predict(["x" * 5000], tiny_classifier(), tokenizer, max_chars=6000, max_length=8)) == 1
+
+
+def test_linear_probe_picks_c_on_validation_and_separates_classes():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 5, generator=gen)
+    y = (x[:, 0] > 0).long()
+    clf, scores = bert.linear_probe(x[:60], y[:60], x[60:], y[60:], cs=(0.001, 1.0))
+    assert set(scores) == {0.001, 1.0} and clf.score(x[60:].numpy(), y[60:].numpy()) == max(scores.values()) >= 0.9
+
+
+def test_fine_tune_uses_warmup_llrd_and_learns(tokenizer):
+    model = tiny_mean_pool()
+    ds = utils.TextDataset(["good fun", "bad awful", "great fun", "awful bad"] * 4, [1, 0, 1, 0] * 4, ["rotten", "fresh"])
+    loader = bert.text_loader(ds, tokenizer, max_length=8, batch_size=4, shuffle=True)
+    before = utils.evaluate(model, loader, torch.device("cpu"))["loss"]
+    hist = bert.fine_tune(model, loader, loader, epochs=6, lr=3e-3, decay=0.8, head_lr=3e-2, device=torch.device("cpu"),
+                          progress=False)
+    assert len(hist) == 6 and hist.last["val_loss"] < before - 0.1 and hist.last["val_acc"] == 1.0
+
+
+def test_mean_pool_classifier_ignores_padding_and_trains(minilm, tokenizer):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    enc = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128))
+    model = bert.MeanPoolClassifier(enc, num_labels=2).eval()
+    one = dict(tokenizer(["A fine film."], return_tensors="pt"))
+    two = dict(tokenizer(["A fine film.", "A much longer and rather more tedious film than it had any right to be."],
+                         padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(**two)[0], model(**one)[0], atol=1e-5, rtol=0)
+    groups = bert.llrd_param_groups(model, 1e-3, 0.5, head_lr=1e-2)
+    assert {n for g in groups if g["lr"] == 1e-2 for n in g["param_names"]} >= {"classifier.weight", "classifier.bias"}
+    assert bert.layer_depth("encoder.embeddings.word_embeddings.weight", 2) == 0
+    with pytest.raises(ValueError, match="num_labels must be at least 2"):
+        bert.MeanPoolClassifier(enc, num_labels=1)
+
+
+def test_predict_warns_when_truncating(tokenizer):
+    with pytest.warns(UserWarning, match=r"1 of 2 texts are longer than max_length=8"):
+        bert.predict(["Fine.", "word " * 20], tiny_classifier(), tokenizer, max_length=8)
+
+
+def test_bad_arguments_have_clear_messages(tokenizer, minilm, tmp_path):
+    model = tiny_classifier()
+    with pytest.raises(ValueError, match="labels must be 2 distinct names"):
+        bert.predict(["Fine."], model, tokenizer, labels=["rotten", "fresh", "meh"])
+    with pytest.raises(ValueError, match="Unknown label name 'frsh'.*rotten"):
+        bert.TokenizeCollate(tokenizer, 16, ["rotten", "fresh"])([("Fine.", "frsh")])
+    with pytest.raises(ValueError, match="Unknown pooling"):
+        bert.encode_texts(tokenizer, minilm[1], ["Fine."], 16, pooling="max")
+    with pytest.raises(ValueError, match="max_length must be an int in 3..512"):
+        bert.encode_texts(tokenizer, minilm[1], ["Fine."], max_length=1000)
+    with pytest.raises(FileNotFoundError, match="No saved classifier at .*save_classifier"):
+        bert.load_classifier(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a save_classifier"):
+        bert.load_classifier(tmp_path / "empty")
+    with pytest.raises(ValueError, match=r"No nn.Linear named \['qkv'\]"):
+        bert.add_lora(model, target_modules=["qkv"])
+    with pytest.raises(ValueError, match="head_lr > 0"):
+        bert.llrd_param_groups(model, 1e-3, head_lr=0.0)
+    with pytest.raises(ValueError, match="warmup is a fraction"):
+        bert.fine_tune(model, [], warmup=1.5)
+    with pytest.raises(ValueError, match="differ in length"):
+        bert.linear_probe(torch.zeros(4, 3), [0, 1, 0], torch.zeros(2, 3), [0, 1])
+    with pytest.raises(ValueError, match="single class"):
+        bert.linear_probe(torch.zeros(4, 3), [1, 1, 1, 1], torch.zeros(2, 3), [0, 1])
+    with pytest.raises(ValueError, match="0 < decay <= 1"):
+        bert.llrd_param_groups(model, 1e-3, decay=1.5)
+    with pytest.raises(ValueError, match="dataset is empty"):
+        bert.text_loader([], tokenizer)
+
+
+def tiny_mean_pool(seed: int = 0):
+    """A MeanPoolClassifier on a 2-layer, 32-wide BERT encoder."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    enc = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128))
+    return bert.MeanPoolClassifier(enc, num_labels=2).eval()
+
+
+def test_mean_pool_classifier_lora_save_load_round_trip(tokenizer, tmp_path):
+    model = bert.add_lora(tiny_mean_pool(), r=2, alpha=4)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n or "classifier" in n for n in names)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n or "classifier" in n:
+                p.normal_()
+    model.eval()
+    folder = bert.save_classifier(model, tokenizer, tmp_path / "mean", ["rotten", "fresh"])
+    assert (folder / bert.HEAD_FILE).exists()
+    tok2, plain = bert.load_classifier(folder)
+    assert isinstance(plain, bert.MeanPoolClassifier) and not any("lora" in n for n, _ in plain.named_parameters())
+    x = dict(tokenizer(["A fine film.", "Dull."], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**x), model(**x), atol=1e-5, rtol=1e-5)
+    labels = [lab for lab, _ in bert.predict(["A fine film."], plain, tok2)]
+    assert labels[0] in {"rotten", "fresh"}
