@@ -176,9 +176,14 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
     if patience is not None and (not isinstance(patience, int) or patience < 1):
         raise ValueError(f"patience must be a positive integer (epochs without improvement) or None, got {patience!r}.")
     optimizer = optimizer or make_optimizer(model, lr)  # one optimiser for all epochs keeps AdamW's moments
+    from tqdm.auto import tqdm
+
     history, best_loss, best_state, waited = History(label), math.inf, None, 0
-    for _ in range(epochs):
-        fit(model, train_loader, val_loader, epochs=1, optimizer=optimizer, history=history, **fit_kwargs)
+    bar = tqdm(total=epochs, desc=label or "fit", unit="epoch", disable=not fit_kwargs.pop("progress", True), leave=False)
+    for _ in range(epochs):  # one bar over epochs (not one per epoch: each would be a saved widget in a notebook)
+        fit(model, train_loader, val_loader, epochs=1, optimizer=optimizer, history=history, progress=False, **fit_kwargs)
+        bar.update()
+        bar.set_postfix(val_loss=f"{history.last['val_loss']:.3f}", best=f"{min(best_loss, history.last['val_loss']):.3f}")
         if history.last["val_loss"] < best_loss:
             best_loss, waited = history.last["val_loss"], 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -186,6 +191,7 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
             waited += 1
             if patience is not None and waited >= patience:
                 break
+    bar.close()
     if best_state is None:  # every val loss was NaN
         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return history, best_state
