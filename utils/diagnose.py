@@ -3,13 +3,16 @@
 The rules are deliberately simple, so you can check them by eye on the plot:
 
 1. **unstable**: a loss is NaN/inf, the training loss ends above where it started, or it jumps up between two
-   epochs by more than `spike` × its first value. Training is not converging; nothing else can be judged.
+   epochs by more than `spike` × ln K, the loss of a uniform guess over K classes (the natural scale of a
+   cross-entropy). Training is not converging; nothing else can be judged.
 2. **underfitting**: the model cannot even fit its *training* data. We measure train accuracy as *skill*
    above chance, `(train_acc - 1/K) / (1 - 1/K)` for K classes (0 = guessing, 1 = perfect), and flag it below
    `min_skill`.
 3. **overfitting**: the validation loss ended more than `max_rise` (relative) above its minimum, or the final
    generalisation gap `train_acc - val_acc` exceeds `max_gap`.
 4. **ok**: none of the above.
+
+`fit_keep_best` trains like `utils.fit` and also keeps the best epoch's weights, the first fix for over-fitting.
 """
 from __future__ import annotations
 
