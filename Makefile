@@ -27,7 +27,7 @@ book: $(STAMP)
 
 ## Everything CI checks: unit tests + every notebook re-executed by nbval, the book build, and the browser check.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest  # 2 xdist workers on 2 cores: one thread each
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory site-check
 
