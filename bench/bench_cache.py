@@ -59,19 +59,14 @@ def fresh_head(dim: int, device):
 
 
 def feature_cache(backbone, images, device, folder: Path, batch_size: int):
-    """Build (or reuse) the feature cache: utils.cache if another chapter's helper provides it, else a safetensors file."""
-    try:
-        from utils import cache  # written by the feature-cache helper; optional here
-    except ImportError:
-        cache = None
-    if cache is not None and hasattr(cache, "cached_features"):
-        return cache.cached_features(backbone, images, folder=folder, batch_size=batch_size)
-    from safetensors.torch import load_file, save_file
+    """Build (or reuse) the book's on-disk feature cache (utils.features), kept in `folder` for this benchmark."""
+    import os
 
-    path = folder / "features.safetensors"
-    if not path.exists():
-        save_file({"features": features(backbone, images, device, batch_size).cpu().contiguous()}, str(path))
-    return load_file(str(path))["features"].to(device)
+    from utils import features as feature_store
+
+    os.environ["TRANSFER_BOOK_CACHE"] = str(folder)
+    return feature_store.cached_features(backbone, images, name="bench", batch_size=batch_size, device=device,
+                                         progress=False).to(device)
 
 
 def main() -> None:
