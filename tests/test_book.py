@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from utils.notebook import COLAB_CELL, REPO_URL
+from book_conventions import COLAB_CELL, REPO_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -74,7 +74,7 @@ def test_notebook_metadata_has_no_execution_noise(path: Path):
 def test_notebook_committed_clean(path: Path):
     nb = json.loads(path.read_text())
     cells = nb["cells"]
-    assert "".join(cells[0]["source"]) == COLAB_CELL, "first cell must be utils.notebook.COLAB_CELL"
+    assert "".join(cells[0]["source"]) == COLAB_CELL, "first cell must be tests/book_conventions.COLAB_CELL"
     assert "remove-cell" in cells[0]["metadata"].get("tags", [])
     counts = []
     for i, cell in enumerate(cells):

@@ -128,6 +128,7 @@ def load_minilm(num_labels: int | None = None):
     from transformers.utils import logging as hf_logging
 
     folder = str(minilm_path())
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load would litter the committed outputs
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if num_labels is None:
         model = AutoModel.from_pretrained(folder, local_files_only=True)

@@ -1,7 +1,7 @@
 """Data augmentation for transfer: torchvision v2 pipelines that end in the pretrained model's own normalisation."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn

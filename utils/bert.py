@@ -8,13 +8,9 @@ the ending ruins it") can flip its label.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
-import json
 import os
-import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,36 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import cache
+from .checks import MAX_CHARS, check_texts
+from .groups import LayerGroup
+from .text import masked_mean
 from .train import forward, to_device
 
-__all__ = ["POOLINGS", "MAX_CHARS", "check_texts", "token_lengths", "pool_hidden", "encode_texts", "cache_dir", "model_fingerprint",
-           "cached_encode", "TokenizeCollate", "text_loader", "layer_depth", "llrd_param_groups", "warmup_linear_schedule",
-           "MeanPoolClassifier", "linear_probe", "fine_tune", "add_lora", "save_classifier", "load_classifier", "predict_texts", "predict"]
+__all__ = ["POOLINGS", "token_lengths", "pool_hidden", "encode_texts", "cached_encode", "TokenizeCollate", "text_loader",
+           "MeanPoolClassifier", "add_lora", "save_classifier", "load_classifier", "predict_texts"]
 
 POOLINGS = ("cls", "mean")
 HEAD_FILE = "mean_pool_head.safetensors"  # save_classifier's file for a MeanPoolClassifier's linear head
-MAX_CHARS = 2000  # a review is ~100 characters; far longer input to `predict` is almost surely a mistake
-
-
-def check_texts(texts, what: str = "texts") -> list[str]:
-    """Reject what a tokenizer would silently mangle: a bare string, an empty list, None/non-strings, blank texts."""
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a list of strings, not one string (it would be read character by character); "
-                        f"wrap it: [{texts[:40]!r}].")
-    if texts is None or not hasattr(texts, "__iter__"):
-        raise TypeError(f"{what} must be a list of strings, got {type(texts).__name__}.")
-    texts = list(texts)
-    if not texts:
-        raise ValueError(f"{what} is empty: pass at least one text.")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{what}[{i}] is {type(t).__name__} ({t!r:.40}), not a string; drop or fill missing values first.")
-        if not t.strip():
-            raise ValueError(f"{what}[{i}] is empty or blank; there is nothing to classify. Remove it first.")
-    return texts
 
 
 def _check_max_length(tokenizer, max_length: int) -> int:
@@ -77,10 +56,7 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
 
 def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """One vector per sequence: the [CLS] position, or the mean over real (non-padding) tokens only."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    return hidden[:, 0] if pooling == "cls" else masked_mean(hidden, mask)
 
 
 class MeanPoolClassifier(nn.Module):
@@ -105,6 +81,13 @@ class MeanPoolClassifier(nn.Module):
         kwargs = {k: v for k, v in kwargs.items() if k in ("token_type_ids", "inputs_embeds")}  # peft passes extras
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         return self.classifier(self.dropout(pool_hidden(hidden, attention_mask, "mean")))
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """embeddings, layer.0 ... layer.N-1, head: the groups `utils.param_groups` decays over (LLRD)."""
+        enc = self.encoder
+        return ([LayerGroup("embeddings", (enc.embeddings,))]
+                + [LayerGroup(f"layer.{i}", (m,)) for i, m in enumerate(enc.encoder.layer)]
+                + [LayerGroup("head", (self.classifier,))])
 
 
 def _last_hidden(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -141,61 +124,25 @@ def encode_texts(tokenizer, model: nn.Module, texts: Sequence[str], max_length: 
     return out[pooling] if isinstance(pooling, str) else out
 
 
-def cache_dir() -> Path:
-    """Where cached embeddings go: $TRANSFER_BOOK_CACHE, else the repo's git-ignored .cache/, else ~/.cache/transfer-book."""
-    env = os.environ.get("TRANSFER_BOOK_CACHE")
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[1]
-    return repo / ".cache" if (repo / "_toc.yml").exists() else Path.home() / ".cache" / "transfer-book"
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A short hash of the weights (a slice of every tensor), so fine-tuned weights never reuse a frozen model's cache."""
-    h = hashlib.sha256(type(model).__name__.encode())
-    for name, t in model.state_dict().items():
-        h.update(f"{name}{tuple(t.shape)}".encode())
-        h.update(t.detach().flatten()[:256].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _cache_key(tokenizer, model: nn.Module, texts: list[str], max_length: int) -> str:
-    texts_hash = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
-    parts = {"model": model_fingerprint(model), "tokenizer": [type(tokenizer).__name__, len(tokenizer)],
-             "texts": texts_hash, "n": len(texts), "max_length": max_length}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)  # readers see the old file or the complete new one, never half of one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return cache.hash_json({"model": cache.fingerprint(model), "tokenizer": [type(tokenizer).__name__, len(tokenizer)],
+                            "texts": cache.hash_json(texts), "n": len(texts), "max_length": max_length})
 
 
 def cached_encode(tokenizer, model: nn.Module, texts: Sequence[str], max_length: int = 64,
                   pooling: str | Sequence[str] = "cls", batch_size: int = 64, folder: str | Path | None = None,
                   progress: bool = True):
     """`encode_texts`, but each (model weights, texts, max_length, pooling) result is computed once and kept on disk."""
-    from safetensors.torch import load_file
-
     texts, poolings = check_texts(texts), _check_pooling(pooling)
-    folder = Path(folder).expanduser() if folder else cache_dir() / "embeddings"
+    folder = Path(folder).expanduser() if folder else cache.cache_dir("embeddings")
     key = _cache_key(tokenizer, model, texts, _check_max_length(tokenizer, max_length))
     paths = {p: folder / f"{key}-{p}.safetensors" for p in poolings}
     missing = tuple(p for p, path in paths.items() if not path.exists())
     if missing:
         fresh = encode_texts(tokenizer, model, texts, max_length, missing, batch_size, progress=progress)
         for p in missing:
-            _atomic_save({"embeddings": fresh[p]}, paths[p])
-    out = {p: load_file(str(path))["embeddings"] for p, path in paths.items()}
+            cache.save_tensors({"embeddings": fresh[p]}, paths[p])
+    out = {p: cache.load_tensors(path)["embeddings"] for p, path in paths.items()}
     return out[pooling] if isinstance(pooling, str) else out
 
 
@@ -222,105 +169,13 @@ class TokenizeCollate:
 
 
 def text_loader(dataset, tokenizer, max_length: int = 64, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
-                classes: Sequence[str] | None = None) -> DataLoader:
+                classes: Sequence[str] | None = None):
     """A DataLoader of raw (text, label) pairs that tokenises on the fly, with dynamic padding; works with `utils.fit`."""
-    if len(dataset) == 0:
-        raise ValueError("The dataset is empty; nothing to load.")
+    from .loaders import make_loader
+
     classes = classes if classes is not None else getattr(dataset, "classes", None)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=TokenizeCollate(tokenizer, max_length, classes))
-
-
-def layer_depth(name: str, num_layers: int) -> int:
-    """Depth of a parameter: 0 for embeddings, i + 1 for encoder layer i, num_layers + 1 above (pooler, classifier)."""
-    if ".embeddings." in f".{name}":
-        return 0
-    match = re.search(r"(?:^|\.)layer\.(\d+)\.", name)
-    return int(match.group(1)) + 1 if match else num_layers + 1
-
-
-def llrd_param_groups(model: nn.Module, base_lr: float, decay: float = 0.8, weight_decay: float = 0.01,
-                      head_lr: float | None = None) -> list[dict]:
-    """AdamW groups for layer-wise LR decay: the top layer learns at base_lr, each layer below at `decay` times the one above.
-
-    `head_lr` (if given) replaces the rate of the top group (pooler + new head): a randomly initialised head needs far
-    larger steps than pretrained layers, or the encoder drifts before the head has learned anything.
-    """
-    if base_lr <= 0 or not 0 < decay <= 1 or (head_lr is not None and head_lr <= 0):
-        raise ValueError(f"Need base_lr > 0, head_lr > 0 and 0 < decay <= 1 (got base_lr={base_lr}, decay={decay}, "
-                         f"head_lr={head_lr}).")
-    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    if num_layers is None:
-        raise TypeError(f"{type(model).__name__} has no config.num_hidden_layers; LLRD here expects a BERT-style encoder.")
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        depth, no_decay = layer_depth(name, num_layers), p.ndim == 1  # biases and LayerNorm weights: no weight decay
-        g = groups.setdefault((depth, no_decay), {"params": [], "param_names": [], "depth": depth,
-                                                  "lr": head_lr if head_lr and depth > num_layers
-                                                  else base_lr * decay ** (num_layers - min(depth, num_layers)),
-                                                  "weight_decay": 0.0 if no_decay else weight_decay})
-        g["params"].append(p)
-        g["param_names"].append(name)
-    if not groups:
-        raise ValueError("Nothing to train: every parameter is frozen.")
-    return [groups[k] for k in sorted(groups)]
-
-
-def warmup_linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    """BERT's schedule, stepped per batch: LR rises linearly from 0 over warm-up, then falls linearly to 0 at total_steps.
-
-    Same curve as `transformers.get_linear_schedule_with_warmup`; each param group keeps its own peak LR (LLRD).
-    """
-    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"Need total_steps >= 1 and 0 <= warmup_steps <= total_steps (got {warmup_steps}, {total_steps}).")
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def linear_probe(train_x: torch.Tensor, train_y, val_x: torch.Tensor, val_y, cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0)):
-    """Logistic regression on frozen features, L2 strength picked on validation: (fitted sklearn pipeline, {C: val acc})."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if len(train_x) != len(train_y) or len(val_x) != len(val_y):
-        raise ValueError(f"Features and labels differ in length: train {len(train_x)} vs {len(train_y)}, "
-                         f"val {len(val_x)} vs {len(val_y)}.")
-    if len(np.unique(np.asarray(train_y))) < 2:
-        raise ValueError("train_y holds a single class; a probe needs examples of at least two classes.")
-    scores, best = {}, None
-    for c in cs:  # ties keep the smaller C (stronger regularisation): list cs from small to large
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(np.asarray(train_x), np.asarray(train_y))
-        scores[c] = float(clf.score(np.asarray(val_x), np.asarray(val_y)))
-        if best is None or scores[c] > max(scores[k] for k in scores if k != c):
-            best = clf
-    return best, scores
-
-
-def fine_tune(model: nn.Module, train_loader, val_loader=None, epochs: int = 2, lr: float = 5e-5, decay: float = 1.0,
-              head_lr: float | None = None, warmup: float = 0.1, weight_decay: float = 0.01, device=None, label: str = "",
-              progress: bool = True):
-    """BERT's recipe through `utils.fit`: AdamW, linear warm-up over a `warmup` fraction of steps, then linear decay to 0.
-
-    `decay` < 1 adds layer-wise LR decay (see `llrd_param_groups`); `decay=1` is plain fine-tuning, one LR for all.
-    """
-    from .train import fit
-
-    if not 0 <= warmup < 1:
-        raise ValueError(f"warmup is a fraction of the training steps in [0, 1), got {warmup}.")
-    optimizer = torch.optim.AdamW(llrd_param_groups(model, lr, decay, weight_decay, head_lr))
-    total = epochs * len(train_loader)
-    scheduler = warmup_linear_schedule(optimizer, round(warmup * total), total)
-    return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler, device=device,
-               label=label, progress=progress)
+    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=0,
+                       collate_fn=TokenizeCollate(tokenizer, max_length, classes))
 
 
 def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequence[str] = ("query", "value"),
@@ -364,7 +219,7 @@ def save_classifier(model: nn.Module, tokenizer, folder: str | Path, labels: Seq
     safe = {"safe_serialization": True} if "safe_serialization" in inspect.signature(hf_model.save_pretrained).parameters else {}
     hf_model.save_pretrained(tmp, **safe)
     if isinstance(model, MeanPoolClassifier):  # encoder as a plain HF model, the mean-pooling head beside it
-        _atomic_save({k: v.detach().cpu() for k, v in model.classifier.state_dict().items()}, tmp / HEAD_FILE)
+        cache.save_tensors(dict(model.classifier.state_dict()), tmp / HEAD_FILE)
     tokenizer.save_pretrained(tmp)
     if not any(tmp.glob("*.safetensors")):
         raise RuntimeError(f"save_pretrained wrote no .safetensors file in {tmp}; upgrade transformers.")
@@ -404,11 +259,7 @@ def predict_texts(texts: Sequence[str], model: nn.Module, tokenizer, labels: Seq
 
     Text over `max_chars` characters is refused (ValueError): it is usually a whole file or a concatenation by mistake.
     """
-    texts, names = check_texts(texts), _label_names(model, labels)
-    for i, t in enumerate(texts):
-        if len(t) > max_chars:
-            raise ValueError(f"texts[{i}] has {len(t):,} characters (limit max_chars={max_chars:,}); split it into "
-                             f"reviews, or pass a larger max_chars= if it really is one text.")
+    texts, names = check_texts(texts, max_chars=max_chars), _label_names(model, labels)
     _check_max_length(tokenizer, max_length)
     long = int((token_lengths(tokenizer, texts) > max_length).sum())
     if long:
@@ -423,5 +274,3 @@ def predict_texts(texts: Sequence[str], model: nn.Module, tokenizer, labels: Seq
         out += [(names[i], float(p)) for i, p in zip(idx.tolist(), prob.tolist())]
     return out
 
-
-predict = predict_texts  # `bert.predict(texts, model, tokenizer)`; exported from utils as `predict_texts` (utils.predict is the loader version)

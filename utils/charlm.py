@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from .assets import load_charlstm_weights
+from .groups import LayerGroup
+from .text import masked_max, masked_mean
 
 __all__ = ["CONTEXT", "CharLM", "cudnn_to_torch_lstm", "load_pretrained_charlm", "encode", "next_char_probs",
            "generate", "CharLMClassifier"]
@@ -130,28 +132,10 @@ class CharLMClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.lm.states(ids)[..., self.lm.embedding.embedding_dim:]  # lstm1 and lstm2 states
-        mask = (ids != 0).unsqueeze(-1)
-        mean = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
-        mx = h.masked_fill(~mask, float("-inf")).max(1).values
-        return self.head(torch.cat([mean, mx], dim=1))
+        mask = ids != 0
+        return self.head(torch.cat([masked_mean(h, mask), masked_max(h, mask)], dim=1))
 
-    def layer_groups(self) -> list[list[nn.Module]]:
-        """Groups from the top down, the order ULMFiT unfreezes them: head, lstm2, lstm1, embedding."""
-        return [[self.head], [self.lm.lstm2], [self.lm.lstm1], [self.lm.embedding]]
-
-    def unfreeze_top(self, n: int) -> None:
-        """Train only the top `n` layer groups (1 = head only, 4 = everything): one step of gradual unfreezing."""
-        groups = self.layer_groups()
-        if not 1 <= n <= len(groups):
-            raise ValueError(f"n must be between 1 and {len(groups)} (head, lstm2, lstm1, embedding), got {n}.")
-        self.requires_grad_(False)
-        for group in groups[:n]:
-            for m in group:
-                m.requires_grad_(True)
-
-    def param_groups(self, lr: float, decay: float = 2.6) -> list[dict]:
-        """Discriminative learning rates: the head gets `lr`, each group below it `decay` times less (ULMFiT)."""
-        if lr <= 0 or decay < 1:
-            raise ValueError(f"lr must be > 0 and decay ≥ 1, got lr={lr}, decay={decay}.")
-        return [{"params": [p for m in g for p in m.parameters()], "lr": lr / decay ** i}
-                for i, g in enumerate(self.layer_groups())]
+    def layer_groups(self) -> list[LayerGroup]:
+        """Input to output, head last: the order ULMFiT unfreezes them in reverse (`utils.unfreeze_last(clf, k)`)."""
+        return [LayerGroup("embedding", (self.lm.embedding,)), LayerGroup("lstm1", (self.lm.lstm1,)),
+                LayerGroup("lstm2", (self.lm.lstm2,)), LayerGroup("head", (self.head,))]

@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["SPLITS", "check_split", "split_indices", "subsample_per_class", "ImageTensorDataset", "TextDataset",
-           "mnist_digits", "lfw_faces", "rotten_tomatoes", "image_folder", "torchvision_dataset", "ONLINE_DATASETS"]
+           "mnist_digits", "digit_task", "lfw_faces", "rotten_tomatoes", "image_folder", "torchvision_dataset",
+           "ONLINE_DATASETS"]
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -28,6 +29,10 @@ def split_indices(labels: Sequence[int] | np.ndarray, fractions: Sequence[float]
                   seed: int = SPLIT_SEED, groups: Sequence | None = None) -> dict[str, np.ndarray]:
     """Stratified (or group-wise, so no group straddles two splits) train/val/test indices, the same on every run."""
     labels = np.asarray(labels)
+    if groups is not None:
+        from .checks import check_same_length
+
+        check_same_length(labels, groups, "labels", "groups")
     if len(fractions) != 3 or not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
         raise ValueError(f"fractions must be three positive numbers summing to 1 (train, val, test); got {tuple(fractions)}.")
     rng = np.random.default_rng(seed)
@@ -62,26 +67,42 @@ def subsample_per_class(labels: Sequence[int] | np.ndarray, per_class: int | Non
 
 
 class ImageTensorDataset(Dataset):
-    """Images held in memory as a float tensor (N, 3, H, W) in [0, 1], with labels and an optional transform."""
+    """Images held in memory as a float tensor (N, 3, H, W) in [0, 1], with labels, an optional transform (applied to
+    the [0, 1] image, e.g. augmentation) and an optional `normalize` (a model's `DataConfig`, applied last)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], transform: Callable | None = None):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (N, 3, H, W); got {tuple(images.shape)}.")
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels.")
-        self.images, self.labels, self.classes, self.transform = images, labels.long(), list(classes), transform
+    def __init__(self, images: torch.Tensor, labels, classes: Sequence[str], transform: Callable | None = None,
+                 normalize=None):
+        from .checks import check_images, check_labels, check_same_length
+
+        images = check_images(images, "images")
+        labels = check_labels(labels, "labels", len(classes))
+        check_same_length(images, labels, "images", "labels")
+        self.images, self.labels, self.classes, self.transform = images, labels, list(classes), transform
+        self.normalize = normalize
+        if normalize is not None:
+            self._mean = torch.tensor(normalize.mean, dtype=torch.float32).view(3, 1, 1)
+            self._std = torch.tensor(normalize.std, dtype=torch.float32).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int):
         x = self.images[i]
-        return (self.transform(x) if self.transform else x), self.labels[i]
+        x = self.transform(x) if self.transform else x
+        if self.normalize is not None:
+            x = (x - self._mean) / self._std
+        return x, self.labels[i]
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageTensorDataset":
-        """A smaller dataset of the given rows (same classes and transform)."""
+        """A smaller dataset of the given rows (same classes, transform and normalisation)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return ImageTensorDataset(self.images[idx], self.labels[idx], self.classes, self.transform)
+        return ImageTensorDataset(self.images[idx], self.labels[idx], self.classes, self.transform, self.normalize)
+
+    def with_options(self, transform: Callable | None = "keep", normalize="keep") -> "ImageTensorDataset":
+        """The same images and labels with another transform and/or normalisation (`None` removes one)."""
+        return ImageTensorDataset(self.images, self.labels, self.classes,
+                                  self.transform if transform == "keep" else transform,
+                                  self.normalize if normalize == "keep" else normalize)
 
 
 class TextDataset(Dataset):
@@ -124,6 +145,26 @@ def mnist_digits(split: str, image_size: int | None = 64, transform: Callable | 
     X, y = _mnist_arrays()
     idx = split_indices(y)[split]
     return ImageTensorDataset(_to_rgb_tensor(X[idx], image_size), torch.as_tensor(y[idx]), [str(d) for d in range(10)], transform)
+
+
+def digit_task(split: str, digits: Sequence[int], image_size: int = 32, per_class: int | None = None, seed: int = 0,
+               transform: Callable | None = None, normalize=None) -> ImageTensorDataset:
+    """MNIST-5k restricted to `digits`, labels renumbered 0..k-1 (a 'task'), optionally `per_class` labels each.
+
+    `normalize` defaults to mean = std = 0.5, the convention of `SmallCNN` and EfficientNet-Lite alike.
+    """
+    from .models import DataConfig
+
+    digits = list(digits)
+    if not digits or len(set(digits)) != len(digits) or any(not isinstance(d, int) or not 0 <= d <= 9 for d in digits):
+        raise ValueError(f"digits must be distinct integers 0-9, e.g. [0, 1, 2, 3, 4]; got {digits!r}.")
+    full = mnist_digits(split, image_size)
+    keep = torch.isin(full.labels, torch.tensor(digits)).nonzero().flatten()
+    keep = keep[torch.as_tensor(subsample_per_class(full.labels[keep].numpy(), per_class, seed))]
+    remap = torch.full((10,), -1, dtype=torch.long)
+    remap[torch.tensor(digits)] = torch.arange(len(digits))
+    return ImageTensorDataset(full.images[keep], remap[full.labels[keep]], [str(d) for d in digits], transform,
+                              normalize or DataConfig((0.5,) * 3, (0.5,) * 3, image_size))
 
 
 def lfw_faces(split: str, image_size: int | None = 64, transform: Callable | None = None) -> ImageTensorDataset:
@@ -169,8 +210,9 @@ def image_folder(root: str | Path, split: str, transform: Callable | None = None
     return ImageFolder(str(folder), transform=transform)
 
 
-# Online-only datasets (torchvision downloads them; checksums are verified by torchvision).
-ONLINE_DATASETS = {"oxford_pets": ("OxfordIIITPet", {"train": "trainval", "val": "test", "test": "test"}),
+# Online-only datasets (torchvision downloads them and verifies checksums). Oxford Pets has no validation split of its
+# own: "train" and "val" are a fixed, stratified 80/20 split of its trainval set, so the test set is never tuned on.
+ONLINE_DATASETS = {"oxford_pets": ("OxfordIIITPet", {"train": "trainval", "val": "trainval", "test": "test"}),
                    "flowers102": ("Flowers102", {"train": "train", "val": "val", "test": "test"})}
 _DATASET_HOST = "www.robots.ox.ac.uk"  # where torchvision fetches both
 
@@ -179,17 +221,24 @@ def torchvision_dataset(name: str, root: str | Path, split: str, transform: Call
     """Oxford-IIIT Pets or Flowers102 for readers online; offline it fails at once with the bundled alternatives."""
     import torchvision.datasets as tvd
 
+    from .checks import check_choice
     from .device import is_online
 
     check_split(split)
-    if name not in ONLINE_DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; online choices: {', '.join(ONLINE_DATASETS)}; bundled: mnist_digits, lfw_faces.")
+    check_choice(name, "online dataset (bundled ones: mnist_digits, lfw_faces)", ONLINE_DATASETS)
     cls_name, split_map = ONLINE_DATASETS[name]
     cls = getattr(tvd, cls_name)
     try:
-        return cls(str(root), split=split_map[split], transform=transform, download=False)
+        data = cls(str(root), split=split_map[split], transform=transform, download=False)
     except RuntimeError:
         if not download or not is_online(_DATASET_HOST):
             raise RuntimeError(f"{name} is not under {root} and cannot be downloaded (no network). "
                                f"Use a bundled dataset instead: mnist_digits() or lfw_faces().") from None
-        return cls(str(root), split=split_map[split], transform=transform, download=True)
+        data = cls(str(root), split=split_map[split], transform=transform, download=True)
+    if split_map["train"] == split_map["val"]:  # carve a validation split out of the shared trainval set
+        labels = np.asarray(getattr(data, "_labels", None) or [y for _, y in data])
+        idx = split_indices(labels, (0.8, 0.1, 0.1))
+        rows = idx[split] if split == "train" else np.concatenate([idx["val"], idx["test"]])
+        if split in ("train", "val"):
+            data = torch.utils.data.Subset(data, np.sort(rows).tolist())
+    return data

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "is_online", "ensure_offline_flags", "amp_dtype"]
+__all__ = ["get_device", "model_device", "seed_everything", "is_online", "ensure_offline_flags", "amp_dtype", "environment"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -30,8 +30,27 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live: inference helpers run there, so a model left on the CPU works on a CUDA machine."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def environment() -> str:
+    """One line for a chapter's first output: torch version, device and CPU threads (outputs compare only within one)."""
+    dev = get_device()
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else dev.type
+    return f"torch {torch.__version__} | device: {name} | {torch.get_num_threads()} CPU thread(s)"
+
+
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch; on CPU also make kernels deterministic so reruns match."""
+    from .checks import check_int
+
+    seed = check_int(seed, "seed", 0, 2**32 - 1)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     random.seed(seed)
     np.random.seed(seed)

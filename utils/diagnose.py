@@ -20,7 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .train import History, fit, make_optimizer
+from .optim import make_optimizer
+from .train import History, fit
 
 __all__ = ["VERDICTS", "SUGGESTIONS", "Diagnosis", "check_history", "evidence", "diagnose", "diagnose_table",
            "plot_diagnosis", "fit_keep_best"]

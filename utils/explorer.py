@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from . import features
 from .data import lfw_faces, mnist_digits, subsample_per_class
 from .device import get_device, seed_everything
-from .freeze import backbone_blocks, count_parameters, freeze
+from .groups import backbone_groups, count_parameters, unfreeze_last
 from .models import create_backbone, replace_head
-from .train import History, evaluate, fit
+from .optim import make_optimizer
+from .train import fit, gradual_unfreeze
 
 __all__ = ["STRATEGIES", "DATASETS", "DEFAULTS", "load_splits", "run_strategy", "default_comparison", "runs_table",
            "plot_runs", "explorer_widget"]
@@ -76,35 +77,20 @@ def _check(strategy: str, k: int | None, labels_per_class: int, epochs: int, lr_
 
 def _inputs(model: nn.Module, data, k: int, name: str, progress: bool) -> torch.Tensor:
     """What enters the trainable tail: normalised images (k = all), or cached activations."""
-    n = len(backbone_blocks(model))
+    n = len(backbone_groups(model))
     if k == n:
         return features.cached_activations(model, data, (n,), name, progress=progress)[n]
     ks = CACHED_CUTS if k in CACHED_CUTS else (k,)
     return features.cached_activations(model, data, ks, name, progress=progress)[k]
 
 
-def _optimizer(net: nn.Module, head: nn.Module, lr: float, lr_mult: float) -> torch.optim.Optimizer:
-    """AdamW with the head at `lr` and the trainable backbone weights at `lr * lr_mult` (discriminative LRs)."""
-    head_ids = {id(p) for p in head.parameters()}
-    body = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [{"params": list(head.parameters()), "lr": lr}] + ([{"params": body, "lr": lr * lr_mult}] if body else [])
-    return torch.optim.AdamW(groups, weight_decay=0.01)
-
-
-def _open(net: features.Tail, n_open: int) -> None:
-    """Make the head and the top `n_open` blocks of a tail trainable, the rest frozen."""
-    freeze(net)
-    net.head.requires_grad_(True)
-    for block in list(net.blocks)[len(net.blocks) - n_open:] if n_open else []:
-        block.requires_grad_(True)
-
-
-def _stages(epochs: int, k: int) -> list[tuple[int, int]]:
-    """Gradual unfreezing schedule: (blocks open, epochs) — head alone first, then one more block per stage."""
+def _stages(epochs: int, k: int) -> tuple[list[int], list[int]]:
+    """The explorer's gradual-unfreezing plan: head alone first, then more blocks per stage up to k, epochs spread evenly."""
     n_stages = min(k + 1, epochs)
     opens = np.linspace(0, k, n_stages).round().astype(int)
     per = np.diff(np.linspace(0, epochs, n_stages + 1).round().astype(int))
-    return [(int(o), int(e)) for o, e in zip(opens, per) if e > 0]
+    keep = per > 0
+    return [int(o) for o in opens[keep]], [int(e) for e in per[keep]]
 
 
 def run_strategy(strategy: str, k: int | None = None, lr_mult: float | None = None, labels_per_class: int | None = None,
@@ -120,7 +106,7 @@ def run_strategy(strategy: str, k: int | None = None, lr_mult: float | None = No
     lr_mult = 1.0 if strategy == "scratch" else lr_mult  # nothing pretrained to protect: one learning rate
     t0 = time.perf_counter()
     base = _pretrained(strategy != "scratch")
-    k = _check(strategy, k, labels_per_class, epochs, lr_mult, len(backbone_blocks(base)))
+    k = _check(strategy, k, labels_per_class, epochs, lr_mult, len(backbone_groups(base)))
     pool, val, test = load_splits(dataset, d["image_size"], d["val_per_class"], d["test_per_class"])
     rows = subsample_per_class(pool.labels.numpy(), labels_per_class)
     name = f"{dataset}-{d['image_size']}px"
@@ -134,18 +120,21 @@ def run_strategy(strategy: str, k: int | None = None, lr_mult: float | None = No
     train = DataLoader(TensorDataset(x_tr, pool.labels[rows]), d["batch_size"], shuffle=True, generator=gen)
     val_dl = DataLoader(TensorDataset(x_va, val.labels), 256)
     label = STRATEGIES[strategy] + (f" (k={k})" if strategy in ("top_k", "gradual") else "")
-    history = History(label)
-    stages = _stages(epochs, k) if strategy == "gradual" else [(k, epochs)]
-    for n_open, n_epochs in stages:
-        _open(net, n_open)
-        fit(net, train, val_dl, n_epochs, _optimizer(net, net.head, lr, lr_mult), device=device, label=label,
-            progress=progress, history=history)
-    test_acc = evaluate(net, DataLoader(TensorDataset(x_te, test.labels), 256), device)["acc"]
-    _open(net, k)
+    test_dl = DataLoader(TensorDataset(x_te, test.labels), 256)
+    common = dict(device=device, label=label, progress=progress, eval_loaders={"test": test_dl})
+    if strategy == "gradual":
+        opens, per = _stages(epochs, k)
+        history = gradual_unfreeze(net, train, val_dl, opens, per, lr, backbone_mult=lr_mult, **common)
+    else:
+        unfreeze_last(net, k)
+        history = fit(net, train, val_dl, epochs, make_optimizer(net, lr, backbone_mult=lr_mult), **common)
+    test_acc = history.last["test_acc"]
+    unfreeze_last(net, k)
     return {"strategy": strategy, "label": label, "dataset": dataset, "k": k, "lr_mult": lr_mult,
             "labels_per_class": labels_per_class, "epochs": epochs, "val_acc": history.last["val_acc"],
             "test_acc": test_acc, "trainable_params": count_parameters(net).trainable,
-            "seconds": time.perf_counter() - t0, "val_curve": history["val_acc"], "history": history}
+            "seconds": time.perf_counter() - t0, "val_curve": history["val_acc"], "test_curve": history["test_acc"],
+            "history": history}
 
 
 def default_comparison(strategies=("probe", "top_block", "top_k", "gradual", "full", "scratch"), **settings) -> list[dict]:
@@ -183,7 +172,7 @@ def explorer_widget(progress: bool = True):
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    n = len(backbone_blocks(_pretrained(True)))
+    n = len(backbone_groups(_pretrained(True)))
     style = {"description_width": "150px"}
     c = {"strategy": widgets.Dropdown(options=[(v, s) for s, v in STRATEGIES.items()], value="probe",
                                       description="strategy", style=style),

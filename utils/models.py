@@ -10,9 +10,9 @@ from torch import nn
 
 from .assets import load_efficientnet_lite0
 from .device import is_online
+from .groups import classifier_name
 
-__all__ = ["DataConfig", "OfflineError", "BUNDLED", "list_backbones", "create_backbone", "data_config",
-           "classifier_name", "get_classifier", "replace_head"]
+__all__ = ["DataConfig", "OfflineError", "BUNDLED", "list_backbones", "create_backbone", "data_config", "replace_head"]
 
 _HOSTS = {"torchvision": "download.pytorch.org", "timm": "huggingface.co"}
 
@@ -147,24 +147,22 @@ def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, n
 
 
 def data_config(model: nn.Module) -> DataConfig:
-    """The input convention of a model made by `create_backbone` (ImageNet's defaults otherwise)."""
-    return getattr(model, "data_config", DataConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224))
+    """The input convention (resolution, mean/std, interpolation) a model expects, so preprocessing can never guess.
 
+    Read from `model.data_config` (set by `create_backbone`, `SmallCNN` and `fine-tuned` checkpoints), else from a timm
+    model's own pretrained config; a model with neither gets an error instead of a silent ImageNet default.
+    """
+    cfg = getattr(model, "data_config", None)
+    if isinstance(cfg, DataConfig):
+        return cfg
+    if getattr(model, "pretrained_cfg", None):
+        import timm
 
-def classifier_name(model: nn.Module) -> str:
-    """Dotted name of the final classification layer (timm's `pretrained_cfg`, else the last `nn.Linear`)."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if cfg.get("classifier") and isinstance(cfg["classifier"], str):
-        return cfg["classifier"]
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to treat as its classification head.")
-    return linears[-1]
-
-
-def get_classifier(model: nn.Module) -> nn.Module:
-    """The final classification layer itself."""
-    return model.get_submodule(classifier_name(model))
+        c = timm.data.resolve_data_config({}, model=model)
+        return DataConfig(tuple(c["mean"]), tuple(c["std"]), int(c["input_size"][-1]), c["interpolation"])
+    raise ValueError(f"{type(model).__name__} carries no input convention. Set one: model.data_config = "
+                     "utils.DataConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=224) "
+                     "(ImageNet's), or create the model with utils.create_backbone(...).")
 
 
 def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0) -> nn.Module:

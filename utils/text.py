@@ -11,41 +11,26 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-__all__ = ["MAX_CHARS", "tokenize", "check_texts", "check_labels", "Vocab", "collate_tokens", "glove_matrix",
-           "Coverage", "LSTMClassifier"]
+from .checks import check_texts
 
-MAX_CHARS = 2000  # reviews are ~100 characters; anything far longer is probably a mistake (raise it if not)
-# GloVe's (Stanford) convention: "doesn't" → does n't, "it's" → it 's; punctuation marks are tokens.
-_TOKEN = re.compile(r"[a-z0-9]+(?=n't)|n't|'[a-z]+|[a-z0-9]+|[^\sa-z0-9']")
+__all__ = ["tokenize", "masked_mean", "masked_max", "Vocab", "collate_tokens", "glove_matrix", "Coverage",
+           "LSTMClassifier"]
 
-
-def check_texts(texts: Sequence[str], max_chars: int = MAX_CHARS) -> list[str]:
-    """Reject what a tokenizer would silently mangle: non-strings, empty strings, runaway lengths."""
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) == 0:
-        raise TypeError("Pass a non-empty list of strings, e.g. ['a fine film'].")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"Item {i} is a {type(t).__name__}, not a string: {t!r}.")
-        if not t.strip():
-            raise ValueError(f"Item {i} is an empty string; drop it or replace it with real text.")
-        if len(t) > max_chars:
-            raise ValueError(f"Item {i} has {len(t):,} characters (limit {max_chars:,}); truncate it, or pass max_chars=.")
-    return list(texts)
+# GloVe's (Stanford) convention: "doesn't" -> does n't, "it's" -> it 's; other punctuation (quotes too) is its own
+# token, so a quoted 'word' is the word, not "'word".
+_TOKEN = re.compile(r"[a-z0-9]+(?=n't)|n't|'(?:s|re|ve|ll|d|m)\b|[a-z0-9]+|[^\sa-z0-9]")
 
 
-def check_labels(labels: Sequence, classes: Sequence[str]) -> list[int]:
-    """Class names or indices → indices, with a clear error for a label the task does not have."""
-    out = []
-    for y in labels:
-        if isinstance(y, str):
-            if y not in classes:
-                raise ValueError(f"Unknown label {y!r}; this task's labels are {list(classes)}.")
-            out.append(list(classes).index(y))
-        elif isinstance(y, (int, np.integer)) and 0 <= int(y) < len(classes):
-            out.append(int(y))
-        else:
-            raise ValueError(f"Unknown label {y!r}; use one of {list(classes)} or an index below {len(classes)}.")
-    return out
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real (mask = True) positions of (batch, time, dim) states; padding never counts."""
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the real positions of (batch, time, dim) states (a row with no real position gives zeros)."""
+    out = h.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).max(1).values
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
 def tokenize(text: str) -> list[str]:
@@ -137,7 +122,5 @@ class LSTMClassifier(nn.Module):
         packed = pack_padded_sequence(self.drop(self.embedding(ids)), lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
-        mask = (ids != Vocab.PAD).unsqueeze(-1)
-        mean = (out * mask).sum(1) / mask.sum(1).clamp(min=1)
-        mx = out.masked_fill(~mask, float("-inf")).max(1).values
-        return self.fc(self.drop(torch.cat([mean, mx], dim=1)))
+        mask = ids != Vocab.PAD
+        return self.fc(self.drop(torch.cat([masked_mean(out, mask), masked_max(out, mask)], dim=1)))

@@ -1,19 +1,25 @@
-"""One small training loop for every chapter: progress bar, per-epoch history, mixed precision only where it pays."""
+"""One training step and the loops built on it: `fit`, `gradual_unfreeze` and fastai-style `fine_tune`, plus evaluation.
+
+Device policy: training places the model (`fit(..., device=None)` moves it to `utils.get_device()`); evaluation and
+prediction run wherever the model already is. Mixed precision is used on CUDA only, where it pays.
+"""
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import amp_dtype, get_device
-from .freeze import frozen_bn_eval
+from .checks import check_int
+from .device import amp_dtype, get_device, model_device
+from .groups import frozen_bn_eval, layer_groups, unfreeze_last
 
-__all__ = ["History", "to_device", "forward", "evaluate", "predict", "fit", "make_optimizer"]
+__all__ = ["History", "Step", "to_device", "forward", "train_step", "evaluate", "predict", "fit", "gradual_unfreeze",
+           "fine_tune"]
 
 
 @dataclass
@@ -36,6 +42,8 @@ class History:
     def best(self, metric: str = "val_acc") -> float:
         """The best value a metric reached (max for accuracy, min for loss)."""
         vals = [v for v in self[metric] if v is not None]
+        if not vals:
+            raise ValueError(f"History {self.label!r} has no {metric!r} values; was a val_loader passed to fit?")
         return (min if "loss" in metric else max)(vals)
 
     def to_frame(self):
@@ -61,73 +69,147 @@ def forward(model: nn.Module, x) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
-def _autocast(device: torch.device, amp: bool | str):
-    dtype = amp_dtype(device) if amp in ("auto", True) else None
+def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def _check_targets(y: torch.Tensor, logits: torch.Tensor) -> None:
+    if y.ndim == 1 and y.numel() and not y.is_floating_point():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= logits.shape[-1]:
+            raise ValueError(f"A label is {lo if lo < 0 else hi}, but the model has {logits.shape[-1]} outputs "
+                             f"(classes 0..{logits.shape[-1] - 1}). Re-number the labels, or give the model a head with "
+                             "more outputs (utils.replace_head(model, num_classes)).")
+
+
+@dataclass
+class Step:
+    """What one optimiser step saw: the mean loss (a 0-d tensor, still on the device), correct predictions, examples."""
+
+    loss: torch.Tensor
+    correct: int
+    seen: int
+
+
+def train_step(model: nn.Module, micro_batches: Sequence, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable | None = None, *, device: torch.device | None = None, amp: torch.dtype | None = None,
+               scaler=None, grad_clip: float | None = None, ddp=None, channels_last: bool = False) -> Step:
+    """One optimiser step over one or more micro-batches (gradient accumulation; with DDP, one all-reduce at the end).
+
+    The single training step of the book: `fit`, the LR finder and the distributed script all call it.
+    """
+    device = device or model_device(model)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    optimizer.zero_grad(set_to_none=True)
+    total, correct, seen = torch.zeros((), device=device), 0, 0
+    n = len(micro_batches)
+    for i, (x, y) in enumerate(micro_batches):
+        x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last and torch.is_tensor(x) and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        sync = ddp is None or i == n - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            with _autocast(device, amp):
+                logits = forward(model, x)
+            if i == 0:
+                _check_targets(y, logits)
+            loss = loss_fn(logits.float(), y) / n
+            (scaler.scale(loss) if scaler else loss).backward()
+        total += loss.detach()
+        if y.ndim == 1 and not y.is_floating_point():
+            correct += int((logits.argmax(-1) == y).sum())
+        seen += len(y)
+    if scaler:
+        scaler.unscale_(optimizer)
+    if grad_clip:
+        nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return Step(total, correct, seen)
+
+
+def _nonempty(loader, name: str) -> None:
+    if hasattr(loader, "__len__") and len(loader) == 0:
+        raise ValueError(f"{name} yields no batches: is its dataset empty (check the split and the subsample size), "
+                         "or is drop_last=True with fewer examples than one batch?")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device | None = None,
-             loss_fn: Callable | None = None, amp: bool | str = "auto") -> dict[str, float]:
-    """Mean loss and accuracy over a loader, in eval mode."""
-    device = device or get_device()
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None, amp: bool | str = "auto") -> dict[str, float]:
+    """Mean loss and accuracy over a loader, in eval mode, on the model's own device."""
+    _nonempty(loader, "The loader")
+    device = model_device(model)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    dtype = amp_dtype(device) if amp in ("auto", True) else None
     was_training = model.training
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
-    for x, y in loader:
-        x, y = to_device(x, device), y.to(device)
-        with _autocast(device, amp):
-            logits = forward(model, x)
-        loss_sum += loss_fn(logits.float(), y).item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was_training)
+    try:
+        for x, y in loader:
+            x, y = to_device(x, device), y.to(device)
+            with _autocast(device, dtype):
+                logits = forward(model, x)
+            _check_targets(y, logits)
+            loss_sum += loss_fn(logits.float(), y).item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+    finally:
+        model.train(was_training)
     if total == 0:
         raise ValueError("The loader yielded no batches; is the dataset empty?")
     return {"loss": loss_sum / total, "acc": correct / total}
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, labels) for every example of a loader, on the CPU."""
-    device = device or get_device()
+def predict(model: nn.Module, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, labels) for every example of a loader, on the CPU; runs on the model's own device."""
+    _nonempty(loader, "The loader")
+    device = model_device(model)
+    dtype = amp_dtype(device)
+    was_training = model.training
     model.eval()
     probs, labels = [], []
-    for x, y in loader:
-        with _autocast(device, "auto"):
-            probs.append(forward(model, to_device(x, device)).float().softmax(1).cpu())
-        labels.append(y)
+    try:
+        for x, y in loader:
+            with _autocast(device, dtype):
+                probs.append(forward(model, to_device(x, device)).float().softmax(-1).cpu())
+            labels.append(y)
+    finally:
+        model.train(was_training)
+    if not probs:
+        raise ValueError("The loader yielded no batches; is the dataset empty?")
     return torch.cat(probs), torch.cat(labels)
 
 
-def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.01) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters only (frozen ones cost no optimiser memory)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("Nothing to train: every parameter is frozen. Unfreeze the head at least (utils.unfreeze_last(model, 0)).")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, epochs: int = 3,
-        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler=None, loss_fn: Callable | None = None,
-        device: torch.device | None = None, amp: bool | str = "auto", grad_clip: float | None = None,
-        label: str = "", progress: bool = True, history: History | None = None, channels_last: bool = False,
-        compile: bool = False) -> History:
-    """Train for `epochs`, evaluating after each; `scheduler` steps per batch. Returns (or extends) a `History`.
+        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler=None, schedule: str = "constant",
+        warmup: float = 0.0, loss_fn: Callable | None = None, device: torch.device | None = None,
+        amp: bool | str = "auto", grad_clip: float | None = None, label: str = "", progress: bool = True,
+        history: History | None = None, channels_last: bool = False, compile: bool = False,
+        eval_loaders: dict | None = None) -> History:
+    """Train for `epochs`, evaluating after each; returns (or extends) a `History`.
 
+    The optimiser defaults to `utils.make_optimizer(model, lr)`. A per-step `scheduler` can be passed, or named:
+    `schedule="cosine"` / `"linear"` with a `warmup` fraction of the steps (transformers' schedules). Extra
+    `eval_loaders` ({"test": loader}) are evaluated each epoch too (columns `test_loss`, `test_acc`).
     `channels_last` stores 4-D activations as NHWC (faster convolutions on GPU tensor cores); `compile` trains
-    through `torch.compile(model)` (the first steps compile, which long GPU runs repay; evaluation stays eager).
+    through `torch.compile(model)` (evaluation stays eager).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    from .optim import make_optimizer, make_scheduler
+
+    epochs = check_int(epochs, "epochs", 1)
+    _nonempty(train_loader, "train_loader")
     device = device or get_device()
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     optimizer = optimizer or make_optimizer(model, lr)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    if scheduler is None:
+        scheduler = make_scheduler(optimizer, schedule, epochs * len(train_loader), warmup)
     dtype = amp_dtype(device) if amp in ("auto", True) else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None  # bf16 and CPU need no scaler
     history = history if history is not None else History(label)  # an empty History is falsy
@@ -137,36 +219,81 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         model.train()
         frozen_bn_eval(model)
         t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        for x, y in train_loader:
-            x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last and torch.is_tensor(x) and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                logits = forward(net, x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer) if scaler else optimizer.step()
-            if scaler:
-                scaler.update()
+        for batch in train_loader:
+            step = train_step(net, [batch], optimizer, loss_fn, device=device, amp=dtype, scaler=scaler,
+                              grad_clip=grad_clip, channels_last=channels_last)
             if scheduler is not None:
                 scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+            loss_sum += step.loss.item() * step.seen
+            correct += step.correct
+            seen += step.seen
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}")
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen}
-        if val_loader is not None:
-            val = evaluate(model, val_loader, device, loss_fn, amp)
-            row.update(val_loss=val["loss"], val_acc=val["acc"])
+        for name, loader in {"val": val_loader, **(eval_loaders or {})}.items():
+            if loader is not None:
+                res = evaluate(model, loader, loss_fn, amp)
+                row.update({f"{name}_loss": res["loss"], f"{name}_acc": res["acc"]})
         row["seconds"] = time.perf_counter() - t0
         history.rows.append(row)
     bar.close()
     return history
+
+
+def _stage_plan(model: nn.Module, stages: Sequence, epochs) -> list[tuple[int, int]]:
+    n = len(layer_groups(model)) - 1
+    ks = [n if k is None or k == "all" else k for k in stages]
+    if not ks:
+        raise ValueError(f"stages must list how many backbone groups each stage trains, e.g. [0, 3, None] (None = all {n}).")
+    for k in ks:
+        check_int(k, "each stage", 0, n, hint=f"(backbone groups to train; this model has {n}; None = all)")
+    if any(b < a for a, b in zip(ks, ks[1:])):
+        raise ValueError(f"stages must not decrease (gradual unfreezing only opens more groups); got {list(stages)}.")
+    per = [epochs] * len(ks) if isinstance(epochs, int) else list(epochs)
+    if len(per) != len(ks):
+        raise ValueError(f"epochs must be one integer or one per stage ({len(ks)}); got {epochs!r}.")
+    return [(k, check_int(e, "epochs per stage", 1)) for k, e in zip(ks, per)]
+
+
+def gradual_unfreeze(model: nn.Module, train_loader, val_loader=None, stages: Sequence = (0, 3, None), epochs=1,
+                     lr: float = 1e-3, backbone_mult: float = 1.0, decay: float = 1.0, weight_decay: float = 0.01,
+                     warmup: float = 0.0, fresh_optimizer: bool = False, label: str = "gradual unfreezing",
+                     **fit_kwargs) -> History:
+    """ULMFiT-style: train the head first, then open more of the backbone stage by stage (`stages[i]` groups, None = all).
+
+    One AdamW serves every stage (frozen parameters get no gradient, so it leaves them alone until they open), so the
+    head keeps its moment estimates across stages. `warmup` (a fraction of each stage's steps) ramps the rates up
+    again at the start of every stage, so newly opened groups are not hit by full-size first steps.
+    `fresh_optimizer=True` restarts AdamW at every stage instead (kept as the control that shows why not to).
+    Returns one `History` over all stages (epoch numbers continue; column `stage` says which).
+    """
+    from .optim import make_optimizer, make_scheduler
+
+    plan = _stage_plan(model, stages, epochs)
+    history = fit_kwargs.pop("history", None) or History(label)
+    optimizer = None
+    for i, (k, n_epochs) in enumerate(plan):
+        unfreeze_last(model, k)
+        if optimizer is None or fresh_optimizer:
+            optimizer = make_optimizer(model, lr, weight_decay, backbone_mult, decay, trainable_only=fresh_optimizer)
+        steps = n_epochs * len(train_loader)
+        scheduler = make_scheduler(optimizer, "constant", steps, warmup) if warmup else None
+        start = len(history)
+        fit(model, train_loader, val_loader, epochs=n_epochs, optimizer=optimizer, scheduler=scheduler,
+            history=history, label=label, **fit_kwargs)
+        for row in history.rows[start:]:
+            row["stage"] = i
+        if scheduler is not None:  # leave every group at its base rate for the next stage's warm-up
+            for g in optimizer.param_groups:
+                g["lr"] = g.get("initial_lr", g["lr"])
+    return history
+
+
+def fine_tune(model: nn.Module, train_loader, val_loader=None, epochs: int = 3, freeze_epochs: int = 1,
+              lr: float = 1e-3, backbone_mult: float = 0.1, decay: float = 1.0, **kwargs) -> History:
+    """fastai's `fine_tune`, i.e. LP-FT: train the new head alone for `freeze_epochs`, then everything for `epochs`
+    with the backbone at `backbone_mult` times the head's rate. `freeze_epochs=0` fine-tunes from the random head."""
+    freeze_epochs = check_int(freeze_epochs, "freeze_epochs", 0)
+    stages, per = ([0, None], [freeze_epochs, epochs]) if freeze_epochs else ([None], [epochs])
+    kwargs.setdefault("label", "fine_tune")
+    return gradual_unfreeze(model, train_loader, val_loader, stages, per, lr, backbone_mult, decay, **kwargs)

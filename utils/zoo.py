@@ -1,7 +1,6 @@
 """Choosing a backbone: torchvision's model zoo as a table (accuracy, compute, size), its Pareto front, and measured latency."""
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass

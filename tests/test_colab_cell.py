@@ -1,33 +1,12 @@
-"""utils.notebook: generated notebooks are valid and start with a Colab cell that only acts on Colab."""
+"""The Colab set-up cell every chapter starts with (tests/book_conventions.py) acts on Colab only."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
-from utils.notebook import COLAB_CELL, REPO_URL, build_notebook
-
-
-def test_build_notebook_writes_a_valid_notebook_with_the_colab_cell_first(tmp_path):
-    path = build_notebook([("md", "# Title\n"), ("code", "\nx = 1\n"), ("code", "assert x", ["remove-input"])],
-                          tmp_path / "nb.ipynb")
-    nb = nbformat.read(path, as_version=4)
-    nbformat.validate(nb)
-    first = nb.cells[0]
-    assert first.cell_type == "code" and first.source == COLAB_CELL and first.metadata["tags"] == ["remove-cell"]
-    assert [c.cell_type for c in nb.cells] == ["code", "markdown", "code", "code"]
-    assert nb.cells[1].source == "# Title" and nb.cells[2].source == "x = 1"  # surrounding blank lines stripped
-    assert nb.cells[3].metadata["tags"] == ["remove-input"] and "tags" not in nb.cells[2].metadata
-    assert [c.id for c in nb.cells] == ["c00", "c01", "c02", "c03"]
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-
-
-def test_build_notebook_is_reproducible(tmp_path):
-    cells = [("md", "text"), ("code", "print(1)")]
-    a, b = build_notebook(cells, tmp_path / "a.ipynb"), build_notebook(cells, tmp_path / "b.ipynb")
-    assert a.read_text() == b.read_text()
+from book_conventions import COLAB_CELL, REPO_URL
 
 
 @pytest.fixture
