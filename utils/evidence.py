@@ -179,23 +179,25 @@ class Comparison:
     def _num(self, v: float, sign: bool = False) -> str:
         return f"{v * self.scale:{'+' if sign else ''}.1f}"
 
-    def _tail(self) -> str:
-        lo, hi = self.ci
-        return (f"{self.level:.0%} interval {self._num(lo, True)} to {self._num(hi, True)} {self.unit}, "
+    def _tail(self, flip: bool = False) -> str:
+        lo, hi = (-self.ci[1], -self.ci[0]) if flip else self.ci
+        return (f"{self.level * 100:.0f} % interval {self._num(lo, True)} to {self._num(hi, True)} {self.unit}, "
                 f"{self.n} {_pair_word(self.pair, self.n)}")
 
-    def _means(self) -> str:
+    def _means(self, flip: bool = False) -> str:
+        first, second = (self.mean_b, self.mean_a) if flip else (self.mean_a, self.mean_b)
         if self.scale == 100 and self.unit == "points":
-            return f"{self.mean_a * 100:.1f} % vs {self.mean_b * 100:.1f} %"
-        return f"{self.mean_a * self.scale:.3g} vs {self.mean_b * self.scale:.3g}"
+            return f"{first * 100:.1f} % vs {second * 100:.1f} %"
+        return f"{first * self.scale:.3g} vs {second * self.scale:.3g}"
 
     def sentence(self) -> str:
-        """The finding in words, generated from the numbers (never hand-written)."""
+        """The finding in words, generated from the numbers (never hand-written), from the winner's side."""
         if self.verdict == "noise":
             return (f"{self.a} and {self.b} are within noise here ({self._means()}; difference "
                     f"{self._num(self.diff, True)} {self.unit}, {self._tail()})")
-        win, lose, d = (self.a, self.b, self.diff) if self.verdict == "a" else (self.b, self.a, -self.diff)
-        return f"{win} beats {lose} by {self._num(d)} {self.unit} ({self._means()}; {self._tail()})"
+        flip = self.verdict == "b"
+        win, lose, d = (self.b, self.a, -self.diff) if flip else (self.a, self.b, self.diff)
+        return f"{win} beats {lose} by {self._num(d)} {self.unit} ({self._means(flip)}; {self._tail(flip)})"
 
     def row(self) -> dict:
         lo, hi = self.ci

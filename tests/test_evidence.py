@@ -1,0 +1,152 @@
+"""utils.evidence: the statistics behind every comparison in the book, checked on synthetic data with known answers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import evidence as ev
+
+
+def table(a, b, names=("A", "B"), pair="seed"):
+    return pd.DataFrame([{"method": names[0], pair: i, "acc": v} for i, v in enumerate(a)]
+                        + [{"method": names[1], pair: i, "acc": v} for i, v in enumerate(b)])
+
+
+def test_paired_interval_matches_the_textbook_t_interval():
+    c = ev.compare(table([0.3, 0.5, 0.7], [0.29, 0.48, 0.67]), "A", "B")  # differences 0.01, 0.02, 0.03
+    assert c.n == 3 and c.diff == pytest.approx(0.02) and c.sd == pytest.approx(0.01)
+    half = 4.302653 * 0.01 / math.sqrt(3)  # t(0.975, 2) = 4.3027: three seeds give a wide interval
+    assert c.ci == pytest.approx((0.02 - half, 0.02 + half), rel=1e-5)
+    assert c.verdict == "noise" and c.wins == 3  # A won every seed, yet 3 seeds cannot exclude zero here
+
+
+def test_a_consistent_difference_is_a_finding_and_pairing_is_what_finds_it():
+    rng = np.random.default_rng(0)
+    seed_effect = rng.normal(0, 0.05, 6)  # seeds differ a lot (data draw, init) ...
+    a, b = 0.8 + seed_effect + 0.02, 0.8 + seed_effect + rng.normal(0, 0.003, 6)  # ... A is 2 points better on each
+    c = ev.compare(table(a, b), "A", "B")
+    assert c.verdict == "a" and c.ci[0] > 0
+    # An unpaired view (difference of means against the spread of each method) could not tell them apart:
+    s = ev.summarise(table(a, b))
+    assert s.loc["A", "ci_low"] < s.loc["B", "mean"] and s.loc["B", "ci_high"] > s.loc["A", "mean"]
+
+
+def test_the_95_percent_interval_covers_the_truth_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(600):
+        a = rng.normal(0.7, 0.03, 5)
+        b = a - 0.01 + rng.normal(0, 0.02, 5)  # true difference +0.01
+        lo, hi = ev.compare(table(a, b), "A", "B").ci
+        covered += lo <= 0.01 <= hi
+    assert 0.92 <= covered / 600 <= 0.98
+
+
+def test_no_difference_is_reported_as_within_noise_with_the_numbers():
+    c = ev.compare(table([0.70, 0.72, 0.69, 0.71], [0.71, 0.70, 0.70, 0.72], ("fine-tune", "probe")), "fine-tune", "probe")
+    assert c.verdict == "noise"
+    s = c.sentence()
+    assert s.startswith("fine-tune and probe are within noise here") and "4 seeds" in s and "interval" in s
+
+
+def test_the_sentence_names_the_winner_whoever_it_is():
+    c = ev.compare(table([0.60, 0.61, 0.62], [0.80, 0.81, 0.83], ("scratch", "transfer")), "scratch", "transfer")
+    assert c.verdict == "b"
+    assert c.sentence() == "transfer beats scratch by 20.3 points (81.3 % vs 61.0 %; 95 % interval +18.9 to +21.8 points, 3 seeds)"
+
+
+def test_nadeau_bengio_correction_widens_the_interval_for_overlapping_folds():
+    df = table([0.9, 0.92, 0.91, 0.93, 0.9], [0.88, 0.9, 0.9, 0.9, 0.89], pair="fold")
+    plain, corrected = ev.compare(df, "A", "B", pair="fold"), ev.compare(df, "A", "B", pair="fold", cv_ratio=0.25)
+    w = lambda c: c.ci[1] - c.ci[0]  # noqa: E731
+    assert w(corrected) / w(plain) == pytest.approx(math.sqrt((1 / 5 + 0.25) / (1 / 5)))
+    assert "5 folds" in corrected.sentence()
+
+
+def test_compare_refuses_unpaired_missing_or_too_few_runs():
+    df = table([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    with pytest.raises(ValueError, match="only one of"):
+        ev.compare(df.drop(index=5), "A", "B")
+    with pytest.raises(ValueError, match=r"No rows with method == 'C'.*'A', 'B'"):
+        ev.compare(df, "A", "C")
+    with pytest.raises(ValueError, match="at least 3"):
+        ev.compare(table([0.5, 0.6], [0.4, 0.5]), "A", "B")
+    with pytest.raises(ValueError, match="several rows"):
+        ev.compare(pd.concat([df, df]), "A", "B")
+    with pytest.raises(KeyError, match="no column"):
+        ev.compare(df, "A", "B", metric="f1")
+
+
+def test_where_filters_before_pairing():
+    df = pd.concat([table([0.5, 0.6, 0.7], [0.4, 0.5, 0.6]).assign(labels=16),
+                    table([0.8, 0.8, 0.8], [0.9, 0.9, 0.9]).assign(labels=64)])
+    assert ev.compare(df, "A", "B", labels=16).diff == pytest.approx(0.1)
+    assert ev.compare(df, "A", "B", labels=64).row()["labels"] == 64
+
+
+def test_compare_to_a_constant():
+    df = table([0.52, 0.49, 0.51], [0, 0, 0])
+    c = ev.compare_to(df, "A", 0.5, "chance")
+    assert c.verdict == "noise" and "A and chance are within noise" in c.sentence()
+    assert ev.compare_to(table([0.61, 0.63, 0.62], [0, 0, 0]), "A", 0.5).verdict == "a"
+
+
+def test_summarise_and_describe():
+    s = ev.summarise(table([0.1, 0.2, 0.3], [0.5, 0.5, 0.5]))
+    assert s.loc["A", "mean"] == pytest.approx(0.2) and s.loc["A", "sd"] == pytest.approx(0.1) and s.loc["A", "n"] == 3
+    assert s.loc["B", "sd"] == 0 and s.loc["B", "ci_low"] == s.loc["B", "ci_high"] == pytest.approx(0.5)
+    assert ev.describe(table([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])) == "A 20.0 ± 10.0 %, B 50.0 ± 0.0 % (mean ± sd over 3 seeds)"
+
+
+def test_sweep_runs_every_setting_and_seed():
+    calls = []
+
+    def fn(seed, method, labels):
+        calls.append((seed, method, labels))
+        return {"acc": seed / 10 + labels / 100} if method == "a" else seed
+
+    df = ev.sweep(fn, seeds=range(3), method=["a", "b"], labels=[1, 2], progress=False)
+    assert len(df) == len(calls) == 12 and set(df.columns) == {"method", "labels", "seed", "acc", "value"}
+    assert df[(df.method == "a") & (df.labels == 2) & (df.seed == 1)]["acc"].item() == pytest.approx(0.12)
+    fixed = ev.sweep(lambda seed, k: seed * k, seeds=[0, 1, 2], k=3, progress=False)
+    assert fixed["value"].tolist() == [0, 3, 6] and (fixed["k"] == 3).all()
+    with pytest.raises(ValueError, match="seeds is empty"):
+        ev.sweep(fn, seeds=[], method="a", labels=1)
+
+
+def test_repeated_folds_test_every_example_once_per_repeat_stratified():
+    labels = np.array([0] * 10 + [1] * 20)
+    folds = ev.repeated_folds(labels, n_splits=5, n_repeats=3, seed=0)
+    assert len(folds) == 15 and len({f.id for f in folds}) == 15
+    for r in range(3):
+        tested = np.concatenate([f.test for f in folds if f.repeat == r])
+        assert sorted(tested) == list(range(30))
+    for f in folds:
+        assert set(f.train).isdisjoint(f.test) and np.bincount(labels[f.test]).tolist() == [2, 4]
+    with pytest.raises(ValueError, match="smallest class"):
+        ev.repeated_folds(np.array([0, 0, 1]), n_splits=3)
+
+
+def test_claims_assert_with_the_numbers_and_make_the_closing_table():
+    claims = ev.Claims()
+    good = ev.compare(table([0.8, 0.82, 0.81], [0.6, 0.61, 0.63], ("transfer", "scratch")), "transfer", "scratch")
+    claims.expect(good, "better", "transfer beats scratch at 16 labels")
+    claims.check(True, "cached features equal recomputed ones", "max difference 0.0")
+    with pytest.raises(AssertionError, match=r"Claim failed \('worse' expected\): transfer beats scratch by 19.7 points"):
+        claims.expect(good, "worse")
+    t = claims.table()
+    assert list(t.columns) == ["claim", "measured", "seeds/folds", "holds"]
+    assert t["holds"].tolist() == ["yes", "yes", "no"] and t["seeds/folds"].tolist()[0] == 3
+    with pytest.raises(ValueError, match="outcome must be"):
+        claims.expect(good, "maybe")
+
+
+def test_plots_show_every_seed_and_the_spread():
+    df = pd.concat([table([0.5, 0.6, 0.7], [0.4, 0.5, 0.6]).assign(labels=n) for n in (5, 20)])
+    ax = ev.plot_curves(df, x="labels", y="acc")
+    assert len(ax.lines) == 2 and len(ax.collections) == 4  # a band and the seeds' dots per method
+    ax = ev.plot_points(df[df.labels == 5], y="acc")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
