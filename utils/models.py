@@ -4,11 +4,12 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
-from .assets import load_efficientnet_lite0
+from .assets import load_efficientnet_lite
 from .device import is_online
 from .groups import classifier_name
 
@@ -23,17 +24,27 @@ class OfflineError(ConnectionError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What the pretrained weights expect as input: normalisation and resolution."""
+    """What the pretrained weights expect as input: normalisation, resolution, resampling and evaluation crop.
+
+    `crop_pct` is the share of the resized image that the evaluation centre crop keeps (timm's convention: resize the
+    shorter side to `input_size / crop_pct`, then crop `input_size`); None where the source did not record one.
+    """
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     input_size: int
     interpolation: str = "bilinear"
+    crop_pct: float | None = None
 
 
-# The registry of models whose weights ship with the book (name -> loader, data config).
+# The registry of models whose weights ship with the book (name -> loader, data config). The EfficientNet-Lite
+# family is one architecture at three sizes; each config is timm's pretrained cfg for tf_efficientnet_lite{0,1,2}
+# (written out so `import utils` needs no timm; tests/test_models.py checks it against timm).
+_HALF = (0.5, 0.5, 0.5)
 BUNDLED: dict[str, tuple] = {
-    "efficientnet_lite0": (load_efficientnet_lite0, DataConfig((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224, "bicubic")),
+    "efficientnet_lite0": (partial(load_efficientnet_lite, 0), DataConfig(_HALF, _HALF, 224, "bicubic", 0.875)),
+    "efficientnet_lite1": (partial(load_efficientnet_lite, 1), DataConfig(_HALF, _HALF, 240, "bicubic", 0.882)),
+    "efficientnet_lite2": (partial(load_efficientnet_lite, 2), DataConfig(_HALF, _HALF, 260, "bicubic", 0.89)),
 }
 
 
