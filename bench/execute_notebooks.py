@@ -2,6 +2,8 @@
 
 Usage: python bench/execute_notebooks.py notebooks/01_pretrained_models.ipynb [...]
 Writes bench/results/notebook_times.csv (one row per notebook, this machine), which bench/README.md explains.
+Committed outputs all come from one environment: the kernel runs with TRANSFER_BOOK_THREADS torch threads
+(default 2, the book's reference machine of 2 CPU cores), which every chapter prints in its first output.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ def record(name: str, seconds: float) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    threads = os.environ.get("TRANSFER_BOOK_THREADS", "2")
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, MPLBACKEND="Agg")
     for arg in sys.argv[1:]:
         p = Path(arg)
         secs = run(p)

@@ -81,14 +81,23 @@ def test_adabn_errors_leave_model_untouched():
 
 def test_adabn_recovers_accuracy_under_a_contrast_shift():
     utils.seed_everything(0)
-    train, test = sc.digit_task("train", [0, 1], 16, per_class=40), sc.digit_task("test", [0, 1], 16)
+    cpu = torch.device("cpu")
+    train, test = utils.digit_task("train", [0, 1], 16, per_class=40), utils.digit_task("test", [0, 1], 16)
     model = sc.small_cnn(2, widths=(8, 16), input_size=16, seed=0)
-    sc.train_and_test(model, train, test, epochs=4, lr=5e-3, batch_size=16, device=torch.device("cpu"))
-    target = adapt.shifted(test, "low_contrast")
-    before = utils.evaluate(model, sc.loader(target, 100), torch.device("cpu"))["acc"]
-    adapt.adabn(model, sc.loader(target, 100))
-    after = utils.evaluate(model, sc.loader(target, 100), torch.device("cpu"))["acc"]
-    assert after > before and after > 0.9, (before, after)
+    utils.fit(model, utils.make_loader(train, 16, shuffle=True, device=cpu, num_workers=0), epochs=4, lr=5e-3,
+              device=cpu, progress=False)
+    # Control: BN statistics re-estimated on the *source* images first, so stale running statistics after a short
+    # training run are not mistaken for the shift's damage (or AdaBN's gain).
+    adapt.adabn(model, utils.make_loader(train, 100, device=cpu, num_workers=0))
+    clean = utils.evaluate(model, utils.make_loader(test, 100, device=cpu, num_workers=0))["acc"]
+    # The model was trained on normalised images: the shifted copy must be normalised the same way.
+    target = adapt.shifted(test, "low_contrast").with_options(normalize=test.normalize)
+    loader = utils.make_loader(target, 100, device=cpu, num_workers=0)
+    before = utils.evaluate(model, loader)["acc"]
+    adapt.adabn(model, loader)
+    after = utils.evaluate(model, loader)["acc"]
+    assert clean > 0.9 and before < clean - 0.2, (clean, before)  # the shift really hurts
+    assert after > before + 0.2 and after > 0.9, (before, after)
 
 
 @pytest.mark.parametrize("kind", sorted(adapt.SHIFTS))
@@ -106,6 +115,19 @@ def test_shift_errors_and_shifted_dataset():
         adapt.shift_images(torch.rand(3, 4, 4), "invert")
     with pytest.raises(TypeError, match="ImageTensorDataset"):
         adapt.shifted(TensorDataset(torch.rand(2, 3, 4, 4)), "invert")
-    ds = sc.digit_task("test", [3], 16, per_class=2)
+    ds = utils.digit_task("test", [3], 16, per_class=2, transform=torch.nn.Identity())
     inv = adapt.shifted(ds, "invert")
     assert torch.equal(inv.images, 1 - ds.images) and torch.equal(inv.labels, ds.labels) and inv.transform is ds.transform
+    assert inv.classes == ds.classes
+
+
+@pytest.mark.xfail(strict=True, reason="utils/adapt.py:62 shifted() rebuilds the ImageTensorDataset without "
+                                       "dataset.normalize, so a shifted digit_task yields un-normalised [0, 1] images "
+                                       "to a model trained on normalised ones")
+def test_shifted_dataset_keeps_the_normalisation():
+    ds = utils.digit_task("test", [3], 16, per_class=2)
+    assert ds.normalize is not None
+    inv = adapt.shifted(ds, "invert")
+    assert inv.normalize == ds.normalize
+    x_inv, _ = inv[0]
+    assert torch.allclose(x_inv, -ds[0][0], atol=1e-6)  # mean = std = 0.5: inverting x in [0, 1] negates 2x - 1

@@ -119,6 +119,17 @@ def test_with_transform_shares_images_and_applies_transform():
         augment.with_transform(torch.utils.data.TensorDataset(torch.rand(2, 3, 4, 4)), None)
 
 
+def test_with_transform_on_a_normalised_dataset_normalises_once():
+    """A dataset that normalises itself (e.g. utils.digit_task) given a pipeline that ends in the same normalisation:
+    the model must see (x - mean) / std, not that applied twice."""
+    x = torch.rand(2, 3, 32, 32)
+    ds = ImageTensorDataset(x, [0, 1], ["a", "b"], normalize=CFG)
+    assert torch.allclose(ds[1][0], (x[1] - 0.5) / 0.5)
+    aug = augment.with_transform(ds, augment.augmentation("none", CFG))
+    assert torch.allclose(aug[1][0], (x[1] - 0.5) / 0.5, atol=1e-6)
+    assert torch.equal(aug.labels, ds.labels) and aug.classes == ds.classes
+
+
 def test_on_the_fly_wraps_any_dataset():
     base = torch.utils.data.TensorDataset(torch.rand(5, 3, 20, 20), torch.arange(5))
     ds = augment.OnTheFly(base, augment.augmentation("light", CFG))

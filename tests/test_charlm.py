@@ -53,7 +53,7 @@ def _reference_next_char(text: str) -> np.ndarray:
 @pytest.mark.parametrize("prefix", ["The bes", "I love th", "", "What is your favourite"])
 def test_port_matches_numpy_reference(lm, prefix):
     with torch.no_grad():
-        ours = torch.softmax(lm(charlm.encode(lm, prefix))[0].double(), 0).numpy()
+        ours = torch.softmax(lm(charlm.text_to_ids(lm, prefix))[0].double(), 0).numpy()
     np.testing.assert_allclose(ours, _reference_next_char(prefix), atol=1e-5)
 
 
@@ -83,8 +83,8 @@ def test_generation_is_seeded_and_in_vocabulary(lm):
     assert charlm.generate(lm, "I love", n=20, temperature=0) == charlm.generate(lm, "I love", n=20, temperature=0, seed=9)
 
 
-def test_encode_pads_left_and_keeps_the_last_40(lm):
-    ids = charlm.encode(lm, ["ab", "x" * 100])
+def test_text_to_ids_pads_left_and_keeps_the_last_40(lm):
+    ids = charlm.text_to_ids(lm, ["ab", "x" * 100])
     assert ids.shape == (2, 40)
     assert ids[0, :37].eq(0).all() and ids[0, 37] == lm.vocab["<s>"]
     assert ids[1].eq(lm.vocab["x"]).all()
@@ -92,16 +92,18 @@ def test_encode_pads_left_and_keeps_the_last_40(lm):
 
 def test_classifier_head_and_groups(lm):
     clf = charlm.CharLMClassifier(lm, num_classes=2)
-    out = clf(charlm.encode(lm, ["great film", "dull"]))
+    out = clf(charlm.text_to_ids(lm, ["great film", "dull"]))
     assert out.shape == (2, 2)
-    groups = clf.layer_groups()
-    params = [p for g in groups for m in g for p in m.parameters()]
+    groups = utils.layer_groups(clf)
+    assert [g.name for g in groups] == ["embedding", "lstm1", "lstm2", "head"]  # input to output, head last
+    assert [g.modules for g in groups] == [(lm.embedding,), (lm.lstm1,), (lm.lstm2,), (clf.head,)]
+    params = [p for g in groups for p in g.parameters()]
     assert {id(p) for p in params} == {id(p) for p in clf.parameters() if p.requires_grad}
 
 
 @pytest.mark.parametrize("call, exc, match", [
-    (lambda m: charlm.encode(m, 42), TypeError, "string"),
-    (lambda m: charlm.encode(m, []), TypeError, "non-empty"),
+    (lambda m: charlm.text_to_ids(m, 42), TypeError, "string"),
+    (lambda m: charlm.text_to_ids(m, []), TypeError, "non-empty"),
     (lambda m: charlm.generate(m, "a", temperature=-1), ValueError, "temperature"),
     (lambda m: charlm.CharLMClassifier(m, num_classes=1), ValueError, "at least 2"),
     (lambda m: charlm.cudnn_to_torch_lstm(np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(4)), ValueError, "CuDNN"),
@@ -111,31 +113,38 @@ def test_bad_input(lm, call, exc, match):
         call(lm)
 
 
-def test_gradual_unfreezing_trains_one_more_group_each_step(lm):
-    clf = charlm.CharLMClassifier(lm)
-    names = ["head", "lstm2", "lstm1", "embedding"]
-    for n in range(1, 5):
-        clf.unfreeze_top(n)
-        trainable = {name for name, group in zip(names, clf.layer_groups())
-                     if all(p.requires_grad for m in group for p in m.parameters())}
-        assert trainable == set(names[:n])
-    assert not any(p.requires_grad for p in clf.lm.out.parameters())  # the next-character layer stays unused
-    with pytest.raises(ValueError, match="between 1 and 4"):
-        clf.unfreeze_top(5)
+def test_gradual_unfreezing_trains_one_more_group_each_step():
+    clf = charlm.CharLMClassifier(charlm.load_pretrained_charlm())  # its own LM: this test changes requires_grad
+    top_down = ["head", "lstm2", "lstm1", "embedding"]
+    for k in range(4):  # k = 0: the head alone ... k = 3: everything
+        opened = utils.unfreeze_last(clf, k)
+        assert sorted(opened) == sorted(top_down[:k + 1])
+        state = {g.name: g.trainable for g in utils.layer_groups(clf)}
+        assert {n for n, on in state.items() if on} == set(top_down[:k + 1])
+        assert all(p.requires_grad for g in utils.layer_groups(clf) if g.name in opened for p in g.parameters())
+        # the LM's next-character layer and its attention are not used by the classifier: they never train
+        assert not any(p.requires_grad for p in [*clf.lm.out.parameters(), *clf.lm.attention.parameters()])
+    with pytest.raises(ValueError, match="k must be an integer from 0 to 3"):
+        utils.unfreeze_last(clf, 4)
 
 
 def test_discriminative_rates_fall_by_the_decay_factor(lm):
     clf = charlm.CharLMClassifier(lm)
-    groups = clf.param_groups(lr=1e-2, decay=2.0)
-    assert [g["lr"] for g in groups] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    opt = utils.make_optimizer(clf, 1e-2, backbone_mult=0.5, decay=0.5)
+    assert utils.group_lrs(opt) == pytest.approx({"embedding": 1.25e-3, "lstm1": 2.5e-3, "lstm2": 5e-3, "head": 1e-2})
+    ulmfit = utils.group_lrs(utils.make_optimizer(clf, 1e-2, backbone_mult=1 / 2.6, decay=1 / 2.6))
+    assert list(ulmfit.values()) == pytest.approx([1e-2 / 2.6 ** 3, 1e-2 / 2.6 ** 2, 1e-2 / 2.6, 1e-2])  # ULMFiT's rule
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in clf.parameters() if p.requires_grad}  # each trainable weight once, frozen ones not
+    assert not in_opt & {id(p) for p in clf.lm.out.parameters()}
     with pytest.raises(ValueError, match="decay"):
-        clf.param_groups(lr=1e-2, decay=0.5)
+        utils.param_groups(clf, lr=1e-2, decay=2.6)  # a factor in (0, 1] now: 1/2.6, not 2.6
 
 
 def test_classifier_pools_only_real_characters(lm, monkeypatch):
     """The head's mean and max read real characters only: whatever the LSTM emits at padded positions is ignored."""
     clf = charlm.CharLMClassifier(lm).eval()
-    ids = charlm.encode(lm, ["a fine film", "dull"], context=30)
+    ids = charlm.text_to_ids(lm, ["a fine film", "dull"], context=30)
     before = clf(ids)
     real_states = lm.states
 

@@ -87,15 +87,64 @@ def test_image_tensor_dataset_applies_transform_and_subsets():
     assert sub.transform is ds.transform
 
 
-@pytest.mark.parametrize("shape", [(6, 8, 8), (6, 1, 8, 8), (6, 8, 8, 3)])
-def test_image_tensor_dataset_rejects_non_rgb_nchw(shape):
-    with pytest.raises(ValueError, match=r"images must be \(N, 3, H, W\)"):
+@pytest.mark.parametrize("shape, match", [((6, 8, 8), r"images must be a batch \(N, C, H, W\); got shape \(6, 8, 8\)"),
+                                          ((6, 1, 8, 8), r"must have 3 channels in dim 1.*Grayscale\?"),
+                                          ((6, 8, 8, 3), r"must have 3 channels in dim 1.*Channels-last input\?")])
+def test_image_tensor_dataset_rejects_non_rgb_nchw(shape, match):
+    with pytest.raises(ValueError, match=match):
         utils.ImageTensorDataset(torch.rand(*shape), torch.zeros(6), ["a"])
 
 
 def test_image_tensor_dataset_rejects_label_count_mismatch():
-    with pytest.raises(ValueError, match="6 images but 5 labels"):
+    with pytest.raises(ValueError, match="images and labels must have the same length: 6 vs 5"):
         utils.ImageTensorDataset(torch.rand(6, 3, 4, 4), torch.zeros(5), ["a"])
+
+
+def test_image_tensor_dataset_validates_values_and_labels():
+    x = utils.ImageTensorDataset(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), [0, 1], ["a", "b"]).images
+    assert x.dtype == torch.float32 and torch.all(x == 1)  # uint8 is scaled to [0, 1]
+    with pytest.raises(ValueError, match="look like 0-255 values: divide by 255"):
+        utils.ImageTensorDataset(torch.rand(2, 3, 4, 4) * 255, [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="look normalised already"):
+        utils.ImageTensorDataset(torch.rand(2, 3, 4, 4) * 2 - 1, [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        utils.ImageTensorDataset(torch.full((2, 3, 4, 4), float("nan")), [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="class index 2 but the model has 2 outputs"):
+        utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), [0, 2], ["a", "b"])
+    with pytest.raises(ValueError, match="must be >= 0"):
+        utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), [0, -1], ["a", "b"])
+    with pytest.raises(TypeError, match="integer class indices"):
+        utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), [0.5, 1.0], ["a", "b"])
+    labels = utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), np.array([1.0, 0.0]), ["a", "b"]).labels
+    assert labels.dtype == torch.long and labels.tolist() == [1, 0]
+
+
+def test_image_tensor_dataset_normalises_after_the_transform():
+    cfg = utils.DataConfig((0.5, 0.25, 0.0), (0.5, 0.25, 2.0), 4)
+    images = torch.rand(4, 3, 4, 4)
+    ds = utils.ImageTensorDataset(images, [0, 1, 0, 1], ["a", "b"], transform=lambda x: x.flip(-1), normalize=cfg)
+    x, _ = ds[2]
+    mean, std = torch.tensor(cfg.mean).view(3, 1, 1), torch.tensor(cfg.std).view(3, 1, 1)
+    assert torch.allclose(x, (images[2].flip(-1) - mean) / std)  # transform on [0, 1], normalisation last
+    assert torch.equal(ds.images, images)  # stored raw: caches and shifts see [0, 1] images
+    sub = ds.subset([2, 3])
+    assert sub.normalize == cfg and sub.transform is ds.transform and torch.equal(sub[0][0], x)
+
+
+def test_with_options_swaps_transform_or_normalisation_and_keeps_the_rest():
+    cfg = utils.DataConfig((0.5,) * 3, (0.5,) * 3, 4)
+    images = torch.rand(3, 3, 4, 4)
+    flip = lambda x: x.flip(-1)  # noqa: E731
+    ds = utils.ImageTensorDataset(images, [0, 1, 0], ["a", "b"], transform=flip, normalize=cfg)
+    raw = ds.with_options(transform=None, normalize=None)
+    assert raw.transform is None and raw.normalize is None and torch.equal(raw[1][0], images[1])
+    only_norm = ds.with_options(transform=None)
+    assert only_norm.normalize == cfg and torch.allclose(only_norm[1][0], images[1] * 2 - 1)
+    only_flip = ds.with_options(normalize=None)
+    assert only_flip.transform is flip and torch.equal(only_flip[1][0], images[1].flip(-1))
+    assert ds.with_options().transform is flip and ds.with_options().normalize == cfg
+    assert raw.images is images and raw.labels is ds.labels and raw.classes == ds.classes  # no copies
+    assert ds.transform is flip and ds.normalize == cfg  # the original is unchanged
 
 
 def test_text_dataset_items_and_subset():
@@ -151,6 +200,38 @@ def test_lfw_splits_are_disjoint_balanced_and_fixed():
     assert utils.lfw_faces("val").images.shape == (40, 3, 64, 64)  # the default size
 
 
+def test_digit_task_keeps_and_renumbers_the_digits():
+    ds = utils.digit_task("train", [7, 2], image_size=16, per_class=4)
+    assert ds.classes == ["7", "2"] and len(ds) == 8
+    assert torch.bincount(ds.labels).tolist() == [4, 4]
+    assert ds.normalize == utils.DataConfig((0.5,) * 3, (0.5,) * 3, 16)  # SmallCNN's and EfficientNet-Lite's convention
+    assert ds.images.min() >= 0 and ds.images.max() <= 1  # stored raw ...
+    raw = utils.mnist_digits("train", 16)
+    x, y = ds[0]
+    assert torch.allclose(x, ds.images[0] * 2 - 1)  # ... and served mapped to [-1, 1]
+    assert x.min() >= -1 and x.max() <= 1 and x.min() < -0.9
+    # every kept image is a real training digit, with the renumbered label of its digit
+    for i in range(len(ds)):
+        match = (raw.images == ds.images[i]).flatten(1).all(1).nonzero().flatten()
+        assert len(match) >= 1 and ds.classes[ds.labels[i]] == str(raw.labels[match[0]].item())
+    other = utils.digit_task("train", [7, 2], image_size=16, per_class=4, seed=1)
+    assert not torch.equal(other.images, ds.images) and torch.equal(utils.digit_task("train", [7, 2], 16, 4).images, ds.images)
+    cfg = utils.DataConfig((0.0,) * 3, (1.0,) * 3, 16)
+    assert torch.equal(utils.digit_task("train", [7, 2], 16, 4, normalize=cfg)[0][0], ds.images[0])
+
+
+def test_digit_task_without_per_class_keeps_the_whole_split():
+    ds = utils.digit_task("test", [0, 1], image_size=16)
+    full = utils.mnist_digits("test", 16)
+    assert len(ds) == int(((full.labels == 0) | (full.labels == 1)).sum()) == 200
+
+
+@pytest.mark.parametrize("digits", [[], [1, 1], [10], [0.5]])
+def test_digit_task_rejects_bad_digits(digits):
+    with pytest.raises(ValueError, match="digits must be distinct integers 0-9"):
+        utils.digit_task("train", digits)
+
+
 def test_rotten_tomatoes_is_split_by_movie():
     frame = data._rotten_tomatoes_frame()
     parts = {s: utils.rotten_tomatoes(s) for s in SPLITS}
@@ -187,5 +268,34 @@ def test_torchvision_dataset_offline_points_to_bundled_data(tmp_path, monkeypatc
 
 
 def test_torchvision_dataset_unknown_name_lists_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar10'.*oxford_pets, flowers102"):
+    with pytest.raises(ValueError, match=r"Unknown online dataset .*'cifar10'; choose one of: oxford_pets, flowers102"):
         utils.torchvision_dataset("cifar10", tmp_path, "train")
+
+
+def test_oxford_pets_validation_comes_from_trainval_never_from_test(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    made = []
+
+    class FakePets(torch.utils.data.Dataset):  # stands in for the 800 MB download: 50 trainval, 30 test items
+        def __init__(self, root, split, transform=None, download=False):
+            made.append((split, download))
+            self.split, self._labels = split, [i % 5 for i in range(50 if split == "trainval" else 30)]
+
+        def __len__(self):
+            return len(self._labels)
+
+        def __getitem__(self, i):
+            return (self.split, i), self._labels[i]
+
+    monkeypatch.setattr(torchvision.datasets, "OxfordIIITPet", FakePets)
+    parts = {s: utils.torchvision_dataset("oxford_pets", tmp_path, s) for s in SPLITS}
+    assert made == [("trainval", False), ("trainval", False), ("test", False)]  # found on disk: no download
+    items = {s: [parts[s][i][0] for i in range(len(parts[s]))] for s in SPLITS}
+    assert {src for s in ("train", "val") for src, _ in items[s]} == {"trainval"}
+    assert {src for src, _ in items["test"]} == {"test"} and len(items["test"]) == 30  # the official test set, whole
+    _assert_disjoint({s: set(items[s]) if s != "test" else {("test-set", i) for _, i in items[s]} for s in SPLITS})
+    assert len(items["train"]) + len(items["val"]) == 50 and len(items["val"]) == 10  # an 80/20 split of trainval
+    assert np.bincount([parts["val"][i][1] for i in range(10)]).tolist() == [2] * 5  # stratified
+    again = utils.torchvision_dataset("oxford_pets", tmp_path, "val")
+    assert [again[i][0] for i in range(len(again))] == items["val"]

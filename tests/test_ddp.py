@@ -1,4 +1,5 @@
-"""utils.ddp_finetune: 2 CPU processes (torchrun, gloo) reach the same weights as 1 process, and resume is exact.
+"""scripts/ddp_finetune.py (+ utils.distributed): 2 CPU processes (torchrun, gloo) reach the same weights as 1 process,
+and resume is exact.
 
 The equivalence runs use `--model tiny`, a CNN without BatchNorm. With BatchNorm each process would normalise its
 8 images with their own mean and variance, so 2 x 8 is *not* the same computation as 1 x 16 (SyncBatchNorm would fix
@@ -7,8 +8,10 @@ into exactly the 16-image mean, and the only differences left are float rounding
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from utils import ddp_finetune as ddp
+import utils
+from utils import distributed as ddp
+
+
+def _load_script():
+    """The command-line script as a module (it lives outside the package), for parse_args / build_model."""
+    spec = importlib.util.spec_from_file_location("ddp_finetune_script", ddp.SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+script = _load_script()
 
 COMMON = ["--model", "tiny", "--image-size", "16", "--train-size", "96", "--val-size", "0", "--epochs", "2", "--lr", "0.01",
           "--device", "cpu"]  # CPU processes and gloo even where a GPU exists
@@ -68,12 +83,37 @@ def test_accelerate_launch_runs_the_same_ddp_job(runs):
     assert all(torch.equal(a[k], b[k]) for k in a)  # same processes, same data, same kernels: bitwise equal
 
 
-def test_launch_command_and_failures_are_clear():
-    assert ddp.launch_command(["--epochs", "1"])[1:4] == ["-m", "utils.ddp_finetune", "--epochs"]
-    cmd = ddp.launch_command([], nproc=2)
+def test_launch_command_and_failures_are_clear(tmp_path):
+    assert ddp.SCRIPT == Path(__file__).resolve().parents[1] / "scripts" / "ddp_finetune.py" and ddp.SCRIPT.is_file()
+    assert ddp.launch_command(["--epochs", "1"]) == [sys.executable, str(ddp.SCRIPT), "--epochs", "1"]
+    cmd = ddp.launch_command(["--epochs", "1"], nproc=2)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and "127.0.0.1" in cmd
+    assert cmd[-3:] == [str(ddp.SCRIPT), "--epochs", "1"]
+    acc = ddp.launch_command([], nproc=2, launcher="accelerate")
+    assert acc[1:3] == ["-m", "accelerate.commands.launch"] and acc[acc.index("--num_processes") + 1] == "2"
+    assert acc[-1] == str(ddp.SCRIPT)
     with pytest.raises(ValueError, match="launcher"):
         ddp.launch_command([], nproc=2, launcher="mpirun")
+    with pytest.raises(FileNotFoundError, match="scripts/ddp_finetune.py"):
+        ddp.launch_command([], script=tmp_path / "missing.py")
+
+
+def test_launch_returns_metrics_and_log_and_reports_failures(tmp_path):
+    """launch() with stand-in scripts (no torch import, so fast): what it passes on, returns and reports."""
+    ok = tmp_path / "ok.py"
+    ok.write_text("import json, os, sys\n"
+                  "out = sys.argv[sys.argv.index('--out') + 1]\n"
+                  "json.dump({'argv': sys.argv[1:], 'threads': os.environ['OMP_NUM_THREADS'],\n"
+                  "           'path': os.environ['PYTHONPATH']}, open(os.path.join(out, 'metrics.json'), 'w'))\n"
+                  "print('line one')\nprint('line two')\n")
+    res = ddp.launch(["--x", "1", "--out", str(tmp_path)], threads=3, script=ok)
+    assert res["argv"] == ["--x", "1", "--out", str(tmp_path)] and res["threads"] == "3"
+    assert res["path"].split(":")[0] == str(Path(utils.__file__).resolve().parents[1])  # the script can import utils
+    assert res["log"] == ["line one", "line two"]
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys\nprint('error: argument --batch-size: must be positive', file=sys.stderr)\nsys.exit(2)\n")
+    with pytest.raises(RuntimeError, match=r"(?s)bad.py failed \(exit 2\).*--batch-size: must be positive"):
+        ddp.launch(["--out", str(tmp_path)], script=bad)
 
 
 def test_gradient_accumulation_matches_the_bigger_batch(runs):
@@ -89,7 +129,7 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(runs):
 
 
 def test_untrained_weights_differ_so_the_comparison_has_teeth(runs):
-    fresh = ddp.tiny_cnn(10, seed=0).state_dict()
+    fresh = script.build_model("tiny", 10, 0, seed=0).state_dict()
     assert _max_diff(fresh, _weights(runs["single16"])) > 100 * ATOL
 
 
@@ -103,7 +143,7 @@ def test_training_state_loads_with_weights_only(runs):
 def test_resume_refuses_a_different_effective_batch(runs, tmp_path):
     d = ddp.Dist(0, 1, 0, torch.device("cpu"))
     saved = torch.load(runs["resumed"] / ddp.STATE, weights_only=True)["config"]
-    model = ddp.tiny_cnn()
+    model = script.build_model("tiny", 10, 0, seed=0)
     trainer = {"optimizer": torch.optim.AdamW(model.parameters())}
     with pytest.raises(ValueError, match="effective batch"):
         ddp.load_state(runs["resumed"], model, trainer, d, {**saved, "effective_batch": 32})
@@ -134,7 +174,17 @@ def test_rng_state_round_trips():
 
 def test_bad_options_are_clear_errors():
     with pytest.raises(SystemExit):
-        ddp.parse_args(["--batch-size", "0"])
-    args = ddp.parse_args(["--model", "tiny", "--sync-bn"])
+        script.parse_args(["--batch-size", "0"])
+    args = script.parse_args(["--model", "tiny", "--sync-bn"])
     with pytest.raises(ValueError, match="needs CUDA"):
-        ddp._prepare_model(args, ddp.Dist(0, 1, 0, torch.device("cpu")))
+        script._prepare_model(args, ddp.Dist(0, 1, 0, torch.device("cpu")))
+
+
+def test_tiny_model_is_a_small_cnn_without_batchnorm():
+    """The equivalence runs rest on this: without BatchNorm, 2 x 8 images compute exactly what 1 x 16 do."""
+    model = script.build_model("tiny", 10, 0, seed=0)
+    assert isinstance(model, utils.SmallCNN) and not model.norm
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    same = script.build_model("tiny", 10, 0, seed=0).state_dict()
+    assert all(torch.equal(v, same[k]) for k, v in model.state_dict().items())  # identical on every rank
+    assert script.parse_args([]).model == "effnet" and script.parse_args([]).schedule == "cosine"

@@ -81,6 +81,27 @@ def test_seed_everything_seeds_python_numpy_and_returns_a_generator(restore_dete
     assert torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.parametrize("seed, exc", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError),
+                                       ("0", TypeError)])
+def test_seed_everything_rejects_a_seed_numpy_cannot_take(seed, exc, restore_determinism):
+    with pytest.raises(exc, match="seed must be an integer"):
+        utils.seed_everything(seed)
+
+
+def test_model_device_is_where_the_weights_are():
+    assert utils.model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert utils.model_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    bn = nn.BatchNorm1d(2, affine=False, device="meta")  # buffers only, no parameters
+    assert utils.model_device(bn) == torch.device("meta")
+    assert utils.model_device(nn.ReLU()) == torch.device("cpu")  # nothing to place: the CPU
+
+
+def test_environment_names_torch_device_and_threads(monkeypatch):
+    monkeypatch.setattr(dev, "get_device", lambda *a: torch.device("cpu"))
+    line = utils.environment()
+    assert line == f"torch {torch.__version__} | device: cpu | {torch.get_num_threads()} CPU thread(s)"
+
+
 def test_is_online_respects_the_offline_env_flags(monkeypatch, clean_online_cache):
     monkeypatch.setattr(dev, "_probe", lambda *a: pytest.fail("probed the network although offline was requested"))
     monkeypatch.setenv("TRANSFER_BOOK_OFFLINE", "1")

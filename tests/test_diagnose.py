@@ -116,11 +116,24 @@ def test_fit_keep_best_returns_best_epoch_weights():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     train, val = _toy_problem(flip_val=True)
-    history, best = dg.fit_keep_best(model, train, val, epochs=6, lr=0.1, progress=False, device=torch.device("cpu"))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    history, best = dg.fit_keep_best(model, train, val, epochs=6, optimizer=opt, progress=False,
+                                     device=torch.device("cpu"))
     assert len(history) == 6 and history["epoch"] == [1, 2, 3, 4, 5, 6]
     assert history["val_loss"][-1] > min(history["val_loss"])  # it really got worse after the best epoch
+    assert not math.isclose(evaluate(model, val)["loss"], min(history["val_loss"]), rel_tol=1e-3)  # the last weights
     model.load_state_dict(best)
-    assert math.isclose(evaluate(model, val, torch.device("cpu"))["loss"], min(history["val_loss"]), rel_tol=1e-5)
+    assert math.isclose(evaluate(model, val)["loss"], min(history["val_loss"]), rel_tol=1e-5)
+
+
+def test_fit_keep_best_default_optimizer_trains_a_head_only_model():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    train, val = _toy_problem(flip_val=False)
+    history, _ = dg.fit_keep_best(model, train, val, epochs=3, lr=0.1, progress=False, device=torch.device("cpu"))
+    assert history["val_loss"][-1] < history["val_loss"][0]
 
 
 def test_fit_keep_best_patience_and_errors():
@@ -129,7 +142,8 @@ def test_fit_keep_best_patience_and_errors():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     train, val = _toy_problem(flip_val=True)
-    history, _ = dg.fit_keep_best(model, train, val, epochs=20, lr=0.1, patience=2, progress=False,
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    history, _ = dg.fit_keep_best(model, train, val, epochs=20, optimizer=opt, patience=2, progress=False,
                                   device=torch.device("cpu"))
     best_epoch = dg.evidence(history, 2)["best_epoch"]
     assert len(history) == best_epoch + 2 < 20

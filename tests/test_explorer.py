@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import utils
 from utils import explorer
 
 TINY = {"dataset": "faces", "labels_per_class": 2, "epochs": 1, "progress": False}
@@ -18,23 +19,37 @@ def test_strategies_start_with_probe_top_block_full():
     assert list(explorer.STRATEGIES)[:3] == ["probe", "top_block", "full"]  # bench/bench_explorer.py relies on it
 
 
-@pytest.mark.parametrize("strategy, k, trainable", [("probe", 0, 1280 * 2 + 2), ("top_block", 1, None),
-                                                     ("top_k", 2, None), ("gradual", 2, None)])
-def test_run_strategy_returns_a_sane_dict(strategy, k, trainable):
+@pytest.fixture(scope="module")
+def trainable_when_open():
+    """Trainable parameters of the 2-class model with the head and the top k backbone groups open (computed apart)."""
+    model = utils.replace_head(utils.create_backbone(), 2)
+
+    def count(k: int) -> int:
+        utils.unfreeze_last(model, k)
+        return utils.count_parameters(model).trainable
+
+    return count
+
+
+@pytest.mark.parametrize("strategy, k", [("probe", 0), ("top_block", 1), ("top_k", 2),
+                                         ("gradual", 2)])
+def test_run_strategy_returns_a_sane_dict(strategy, k, trainable_when_open):
     r = explorer.run_strategy(strategy, k=2 if strategy in ("top_k", "gradual") else None, **{**TINY, "epochs": 3})
     assert r["strategy"] == strategy and r["k"] == k and r["labels_per_class"] == 2
     assert 0 <= r["val_acc"] <= 1 and 0 <= r["test_acc"] <= 1 and r["seconds"] > 0
-    assert len(r["val_curve"]) == 3
-    if trainable is not None:
-        assert r["trainable_params"] == trainable
-    else:
-        assert r["trainable_params"] > 1280 * 2 + 2
+    assert len(r["val_curve"]) == len(r["test_curve"]) == 3
+    assert r["val_acc"] == r["val_curve"][-1] and r["test_acc"] == r["test_curve"][-1]
+    assert r["trainable_params"] == trainable_when_open(k)
+    if strategy == "probe":
+        assert r["trainable_params"] == 1280 * 2 + 2
+    stages = [row.get("stage") for row in r["history"].rows]
+    assert stages == ([0, 1, 2] if strategy == "gradual" else [None] * 3)  # head alone, then one more group each
 
 
 def test_more_blocks_more_trainable_parameters():
     p = [explorer.run_strategy(s, k=3 if s == "top_k" else None, **TINY)["trainable_params"]
-         for s in ("probe", "top_block", "top_k", "full")]
-    assert p == sorted(p) and len(set(p)) == 4
+         for s in ("top_block", "top_k", "full")]
+    assert p == sorted(p) and len(set(p)) == 3 and p[0] > 1280 * 2 + 2  # more than the probe's head alone
 
 
 def test_scratch_uses_one_learning_rate():
@@ -57,15 +72,17 @@ def test_bad_settings_give_clear_errors(kwargs, match):
 
 
 def test_gradual_schedule_opens_one_more_block_per_stage():
-    assert explorer._stages(4, 3) == [(0, 1), (1, 1), (2, 1), (3, 1)]
-    assert explorer._stages(2, 3) == [(0, 1), (3, 1)]
-    assert sum(e for _, e in explorer._stages(7, 2)) == 7
+    assert explorer._stages(4, 3) == ([0, 1, 2, 3], [1, 1, 1, 1])  # (groups open per stage, epochs per stage)
+    assert explorer._stages(2, 3) == ([0, 3], [1, 1])
+    opens, per = explorer._stages(7, 2)
+    assert opens == [0, 1, 2] and sum(per) == 7 and min(per) >= 2
 
 
 def test_table_and_plot_of_runs():
-    runs = [explorer.run_strategy("probe", **TINY), explorer.run_strategy("top_block", **TINY)]
+    runs = [explorer.run_strategy("top_block", **TINY), explorer.run_strategy("top_k", k=2, **TINY)]
     table = explorer.runs_table(runs)
-    assert list(table["strategy"]) == ["linear probe", "fine-tune the top block"]
+    assert list(table["strategy"]) == ["fine-tune the top block", "fine-tune the top k blocks (k=2)"]
+    assert list(table["test_acc"]) == [round(r["test_acc"], 3) for r in runs]
     assert {"val_acc", "test_acc", "trainable_params", "seconds"} <= set(table.columns)
     assert len(explorer.plot_runs(runs).get_lines()) == 2
 
@@ -73,10 +90,12 @@ def test_table_and_plot_of_runs():
 def test_widget_runs_overlays_and_clears():
     box = explorer.explorer_widget(progress=False)
     c = box.controls
+    assert c["strategy"].value == "probe"
     c["dataset"].value, c["labels_per_class"].value, c["epochs"].value = "faces", 5, 1
-    box.run_button.click()
     c["strategy"].value = "top_block"
     box.run_button.click()
-    assert [r["strategy"] for r in box.runs] == ["probe", "top_block"]
+    c["strategy"].value, c["k"].value = "top_k", 2
+    box.run_button.click()
+    assert [r["strategy"] for r in box.runs] == ["top_block", "top_k"] and box.runs[1]["k"] == 2
     box.clear_button.click()
     assert box.runs == []

@@ -107,10 +107,14 @@ def test_other_bad_inputs_are_clear_errors():
 
 # The speed options of utils.fit that go with fast loaders: on CPU they must not change the result.
 
-def _fit_cnn(**kw) -> torch.nn.Module:
+def _cnn() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 2))
+
+
+def _fit_cnn(**kw) -> torch.nn.Module:
+    model = _cnn()
     data = TensorDataset(torch.rand(16, 3, 8, 8), torch.arange(16) % 2)
     utils.fit(model, make_loader(data, 8, device="cpu"), epochs=2, device=torch.device("cpu"), progress=False, **kw)
     return model
@@ -122,6 +126,7 @@ def test_fit_channels_last_changes_layout_not_result():
     assert not plain[0].weight.is_contiguous(memory_format=torch.channels_last)
     a, b = plain.state_dict(), nhwc.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not torch.allclose(_cnn()[0].weight, plain[0].weight)  # both trained: the equality is not trivial
 
 
 def test_fit_compile_trains_through_the_compiled_module(monkeypatch):

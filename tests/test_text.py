@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import utils
-from utils.text import MAX_CHARS, LSTMClassifier, Vocab, check_labels, check_texts, collate_tokens, glove_matrix, tokenize
+from utils.checks import MAX_CHARS, check_texts
+from utils.text import LSTMClassifier, Vocab, collate_tokens, glove_matrix, masked_max, masked_mean, tokenize
 
 TEXTS = ["A gem of a film.", "Dull, dull and far too long.", "It isn't a gem; it's dull.", "A fine, fine film!"]
 
@@ -15,6 +16,18 @@ TEXTS = ["A gem of a film.", "Dull, dull and far too long.", "It isn't a gem; it
 def test_tokenize_follows_glove_conventions():
     assert tokenize("It's a film that doesn't work!") == ["it", "'s", "a", "film", "that", "does", "n't", "work", "!"]
     assert tokenize("CAN'T") == ["ca", "n't"]
+    assert tokenize("They're 'great', I'd say") == ["they", "'re", "'", "great", "'", ",", "i", "'d", "say"]
+    assert tokenize("'tis") == ["'", "tis"]  # a quote before a word is punctuation, not a clitic
+
+
+def test_masked_pooling_ignores_padding():
+    h = torch.tensor([[[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]],
+                      [[-2.0, -4.0], [9.0, 9.0], [9.0, 9.0]],
+                      [[7.0, 7.0], [7.0, 7.0], [7.0, 7.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]]).bool()
+    assert masked_mean(h, mask).tolist() == [[2.0, -3.0], [-2.0, -4.0], [0.0, 0.0]]
+    assert masked_max(h, mask).tolist() == [[3.0, -1.0], [-2.0, -4.0], [0.0, 0.0]]  # all-padding row: zeros, not -inf
+    assert masked_mean(h, mask.long()).tolist() == masked_mean(h, mask).tolist()  # an int mask works too
 
 
 def test_vocab_orders_by_frequency_and_maps_unknowns():
@@ -74,11 +87,13 @@ def test_embeddings_of_the_wrong_shape_are_refused():
 
 
 @pytest.mark.parametrize("texts, exc, match", [
-    ("a single string", TypeError, "list of strings"),
-    ([], TypeError, "non-empty"),
-    (["fine", 3], TypeError, "Item 1 is a int"),
-    (["fine", "   "], ValueError, "empty string"),
-    (["x" * (MAX_CHARS + 1)], ValueError, "truncate"),
+    ("a single string", TypeError, "list of strings, not one string"),
+    ([], ValueError, "texts is empty"),
+    (None, TypeError, "must be a list of strings, got NoneType"),
+    (["fine", 3], TypeError, r"texts\[1\] is int"),
+    (["fine", None], TypeError, "drop or fill missing values"),
+    (["fine", "   "], ValueError, r"texts\[1\] is empty or blank"),
+    (["x" * (MAX_CHARS + 1)], ValueError, f"has {MAX_CHARS + 1:,} characters"),
 ])
 def test_bad_texts_are_refused_clearly(texts, exc, match):
     with pytest.raises(exc, match=match):
@@ -87,12 +102,11 @@ def test_bad_texts_are_refused_clearly(texts, exc, match):
         Vocab(texts)
 
 
-def test_labels_by_name_or_index():
-    assert check_labels(["fresh", 0, np.int64(1)], ["rotten", "fresh"]) == [1, 0, 1]
-    with pytest.raises(ValueError, match="Unknown label 'meh'"):
-        check_labels(["meh"], ["rotten", "fresh"])
-    with pytest.raises(ValueError, match="index below 2"):
-        check_labels([2], ["rotten", "fresh"])
+def test_vocab_encode_checks_its_text():
+    vocab = Vocab(TEXTS, min_freq=1)
+    with pytest.raises(ValueError, match="empty or blank"):
+        vocab.encode("  ")
+    assert check_texts(("a", "b")) == ["a", "b"] and check_texts(["x" * 5000], max_chars=None) == ["x" * 5000]
 
 
 def test_min_freq_too_high_says_what_to_do():

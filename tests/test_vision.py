@@ -100,7 +100,12 @@ def test_classify_with_custom_labels_and_a_batch_error():
         model[2].bias.zero_()
     red = np.zeros((8, 8, 3), np.uint8)
     red[..., 0] = 255
+    with pytest.raises(ValueError, match="carries no input convention"):  # no silent ImageNet default
+        utils.classify(model, red, labels=["red", "not red"])
+    model.data_config = utils.DataConfig((0.5,) * 3, (0.5,) * 3, 8)
     (label, p), _ = utils.classify(model, red, labels=["red", "not red"], k=2)
-    assert label == "red" and p > 0.5
+    assert label == "red" and p == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-4)  # logits (1, -1)
+    blue = np.roll(red, 2, axis=-1)
+    assert utils.classify(model, blue, labels=["red", "not red"], k=1)[0][0] == "not red"
     with pytest.raises(ValueError, match=r"classify\(\) takes one image; got a batch of 2"):
         utils.classify(model, torch.rand(2, 3, 8, 8), labels=["a", "b"])

@@ -9,7 +9,7 @@ from .assets import load_charlstm_weights
 from .groups import LayerGroup
 from .text import masked_max, masked_mean
 
-__all__ = ["CONTEXT", "CharLM", "cudnn_to_torch_lstm", "load_pretrained_charlm", "encode", "next_char_probs",
+__all__ = ["CONTEXT", "CharLM", "cudnn_to_torch_lstm", "load_pretrained_charlm", "text_to_ids", "next_char_probs",
            "generate", "CharLMClassifier"]
 
 CONTEXT = 40  # the model reads the last 40 characters, left-padded with 0
@@ -49,14 +49,14 @@ class CharLM(nn.Module):
         h2, _ = self.lstm2(h1)
         return torch.cat([e, h1, h2], dim=-1)
 
-    def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        """The attention-pooled 356-d summary the LM uses to predict the next character."""
+    def summary(self, ids: torch.Tensor) -> torch.Tensor:
+        """The attention-pooled 356-d summary the LM uses to predict the next character (ids in, vector out)."""
         seq = self.states(ids)
         weights = torch.softmax(self.attention(seq).squeeze(-1), dim=1)  # no mask: textgenrnn attends to padding too
         return (seq * weights.unsqueeze(-1)).sum(dim=1)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.out(self.encode(ids))
+        return self.out(self.summary(ids))
 
 
 def load_pretrained_charlm() -> CharLM:
@@ -75,11 +75,11 @@ def load_pretrained_charlm() -> CharLM:
     return model.eval()
 
 
-def encode(model: CharLM, texts: str | list[str], context: int = CONTEXT) -> torch.Tensor:
+def text_to_ids(model: CharLM, texts: str | list[str], context: int = CONTEXT) -> torch.Tensor:
     """Characters → ids as textgenrnn feeds them: `<s>` then the text, last `context` kept, left-padded with 0."""
     texts = [texts] if isinstance(texts, str) else texts
     if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-        raise TypeError("encode() takes a string or a non-empty list of strings.")
+        raise TypeError("text_to_ids() takes a string or a non-empty list of strings.")
     start = model.vocab["<s>"]
     rows = [([0] * context + [start] + [model.vocab.get(c, 0) for c in t])[-context:] for t in texts]
     return torch.tensor(rows, dtype=torch.long)
@@ -88,7 +88,7 @@ def encode(model: CharLM, texts: str | list[str], context: int = CONTEXT) -> tor
 @torch.no_grad()
 def next_char_probs(model: CharLM, prefix: str, k: int = 5) -> list[tuple[str, float]]:
     """The k most likely next characters after `prefix`, with probabilities."""
-    probs = torch.softmax(model.eval()(encode(model, prefix))[0], dim=0)
+    probs = torch.softmax(model.eval()(text_to_ids(model, prefix))[0], dim=0)
     p, i = probs.topk(k)
     return [(model.itos.get(int(j), "<pad>"), float(q)) for q, j in zip(p, i)]
 
@@ -101,7 +101,7 @@ def generate(model: CharLM, prefix: str = "", n: int = 60, temperature: float = 
     gen = torch.Generator().manual_seed(seed)
     text = prefix
     for _ in range(n):
-        logits = model.eval()(encode(model, text))[0]
+        logits = model.eval()(text_to_ids(model, text))[0]
         logits[0] = -float("inf")  # never emit padding
         if temperature == 0:
             idx = int(logits.argmax())

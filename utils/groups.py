@@ -173,9 +173,9 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
         groups = list(own())
     else:
         groups = next((fn(model) for test, fn in reversed(_SPLITTERS) if test(model)), None) or cnn_layer_groups(model)
-    if len(groups) < 2:
-        raise ValueError(f"{type(model).__name__} splits into {len(groups)} group(s); transfer needs at least a body and "
-                         "a head. Give it a layer_groups() method returning [LayerGroup, ..., head].")
+    if not groups:
+        raise ValueError(f"{type(model).__name__} splits into no groups; give it a layer_groups() method returning "
+                         "[LayerGroup, ..., head].")
     return groups
 
 
