@@ -94,3 +94,215 @@ def test_notebook_ends_with_exercises(path: Path):
     nb = json.loads(path.read_text())
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert re.search(r"^#+ .*Exercises", md, re.M), "each chapter ends with an Exercises section"
+
+
+# --- Chapter numbers: file number = place in the TOC = rendered number ------------------------------------------
+
+# Which part each chapter number belongs to. 12_evaluating ("Evaluating and interpreting a fine-tuned model") and
+# 13_deployment ("From notebook to product") are planned for Practice: list them in _toc.yml when they land.
+PARTS = {"Foundations": range(1, 3), "Vision": range(3, 8), "Sequences": range(8, 11), "Practice": range(11, 14)}
+CHAPTER_FILE = re.compile(r"^(\d{2})_[a-z0-9_]+$")
+
+
+def _number(stem: str) -> int | None:
+    m = CHAPTER_FILE.match(stem)
+    return int(m.group(1)) if m else None
+
+
+def _toc_parts() -> list[dict]:
+    return yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
+
+
+def test_notebook_file_names_are_numbered_without_gaps():
+    numbers = [_number(nb.stem) for nb in NOTEBOOKS]
+    assert None not in numbers, f"chapter files must be named NN_name.ipynb: {[nb.name for nb in NOTEBOOKS]}"
+    assert numbers == list(range(1, len(numbers) + 1)), f"chapter numbers must run 1, 2, 3, ... with no gap or repeat: {numbers}"
+
+
+def test_toc_lists_chapters_in_file_order_in_their_parts():
+    listed = []
+    for part in _toc_parts():
+        for entry in part["chapters"]:
+            if entry["file"].startswith("notebooks/"):
+                n = _number(Path(entry["file"]).name)
+                assert part["caption"] in PARTS and n in PARTS[part["caption"]], (
+                    f"{entry['file']} is in the part {part['caption']!r}; chapter {n} belongs to "
+                    f"{next((p for p, r in PARTS.items() if n in r), 'no part yet: extend PARTS in tests/test_book.py')!r}")
+                listed.append(n)
+    assert listed == sorted(listed), f"_toc.yml lists chapters out of file order: {listed}"
+
+
+def test_rendered_chapter_numbers_equal_file_numbers():
+    """Sphinx numbers the documents of numbered parts consecutively across parts (sphinx-multitoc-numbering), so
+    chapter N renders as "N." exactly when every numbered part holds only chapters and front/back matter is not numbered."""
+    count = 0
+    for part in _toc_parts():
+        for entry in part["chapters"]:
+            n = _number(Path(entry["file"]).name) if entry["file"].startswith("notebooks/") else None
+            if part.get("numbered"):
+                count += 1
+                assert n is not None, f"{entry['file']} is not a chapter but sits in the numbered part {part['caption']!r}"
+                assert n == count, f"{entry['file']} would render as chapter {count}"
+            else:
+                assert n is None, f"{entry['file']} is a chapter but its part {part['caption']!r} is not numbered"
+
+
+# --- Chapter mentions: "chapter N" must be a link to chapter N ---------------------------------------------------
+
+ROLE = re.compile(r"\{(doc|ref)\}`([^`]*)`")
+MDLINK = re.compile(r"(?<!!)\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+NUM = r"(?:\d+|\x00\d+\x00)"
+MENTION = re.compile(rf"\b(?:chapters?|ch\.)\s*{NUM}(?:\s*(?:,|and|or|to|through|&|–|—|-)\s*{NUM})*", re.I)
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+LABEL = re.compile(r"^\(([\w.:-]+)\)=\s*$", re.M)
+OUTPUT_FIX = "write it as a plain Markdown link, e.g. [chapter 8](08_rnn_transfer.ipynb)"
+
+
+def _pages() -> list[tuple[Path, list[tuple[str, str]]]]:
+    """(page, [(where, markdown source)]) for the book's .md pages and the notebooks' markdown cells."""
+    pages = [(p, [("", p.read_text(encoding="utf-8"))]) for p in sorted((ROOT / "book").glob("*.md"))]
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        pages.append((nb, [(f"cell {i}", "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "markdown"]))
+    return pages
+
+
+def _labels() -> dict[str, int | None]:
+    """MyST targets `(label)=` → the number of the chapter that defines them (None outside chapters)."""
+    return {label: _number(page.stem) for page, parts in _pages() for _, text in parts for label in LABEL.findall(text)}
+
+
+def _doc_target(page: Path, target: str) -> Path | None:
+    """The file a {doc} or Markdown link target names, relative to the page (or to the book root with a leading /)."""
+    base = ROOT if target.startswith("/") else page.parent
+    path = (base / target.lstrip("/").split("#")[0]).resolve()
+    candidates = [path.with_suffix(".ipynb"), path.with_suffix(".md")] if not path.suffix else [path]
+    return next((c for c in candidates if c.is_file() and c.suffix in (".ipynb", ".md")), None)
+
+
+def _numbers_in(text: str) -> list[int]:
+    """Chapter numbers a piece of text names: in "chapter N" phrases, or the whole text when it is a bare number."""
+    if re.fullmatch(r"\s*\d+\s*", text):
+        return [int(text)]
+    return [int(n) for m in MENTION.finditer(text) if not _about_other_work(text, m) for n in re.findall(r"\d+", m.group())]
+
+
+def _about_other_work(text: str, m: re.Match) -> bool:
+    return re.match(r"\s+of\b", text[m.end():]) is not None  # "chapter 7 of Goodfellow et al." is not ours
+
+
+def _check_prose(page: Path, text: str, labels: dict, in_output: bool) -> list[str]:
+    """Problems with chapter mentions in one piece of Markdown; links are replaced by \\x00i\\x00 placeholders."""
+    problems, links = [], []
+
+    def link(kind: str, label: str, target: str, whole: str) -> str:
+        numbers = _numbers_in(label)
+        if numbers:
+            if kind == "ref":
+                n = labels.get(target, "missing")
+                if n == "missing":
+                    problems.append(f"{whole!r}: no target ({target})= defined")
+            else:
+                file = _doc_target(page, target)
+                n = _number(file.stem) if file else "missing"
+                if file is None:
+                    problems.append(f"{whole!r}: links to a page that does not exist")
+                elif in_output and (kind == "doc" or file.suffix != ".ipynb" or "/" in target):
+                    problems.append(f"{whole!r}: in a code output {OUTPUT_FIX} (MyST roles do not render in Jupyter)")
+            if n != "missing" and any(k != n for k in numbers):
+                problems.append(f"{whole!r}: says chapter {numbers} but links to "
+                                + (f"chapter {n}" if n is not None else "a page that is not a numbered chapter"))
+        links.append(whole)
+        return f"\x00{len(links) - 1}\x00"
+
+    def role(m: re.Match) -> str:
+        inner = m.group(2)
+        explicit = re.fullmatch(r"(.*?)\s*<([^<>]+)>\s*", inner, re.S)
+        label, target = (explicit.group(1), explicit.group(2)) if explicit else ("", inner)
+        return link(m.group(1), label, target, m.group())
+
+    def mdlink(m: re.Match) -> str:
+        target = m.group(2)
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("#"):  # external URL or same-page anchor
+            if _numbers_in(m.group(1)):
+                problems.append(f"{m.group()!r}: a chapter mention must link to that chapter's notebook")
+            return m.group()
+        return link("md", m.group(1), target, m.group())
+
+    text = FENCE.sub("", text)
+    text = ROLE.sub(role, text)
+    text = MDLINK.sub(mdlink, text)
+    text = CODE_SPAN.sub("", text)
+    for m in MENTION.finditer(text):
+        raw = re.findall(r"(?<!\x00)\b\d+\b(?!\x00)", m.group())
+        if raw and not _about_other_work(text, m):
+            context = re.sub(r"\x00(\d+)\x00", lambda k: links[int(k.group(1))], text[max(0, m.start() - 30):m.end() + 20])
+            fix = OUTPUT_FIX if in_output else "link it: {doc}`chapter N <NN_name>` or [chapter N](NN_name.ipynb)"
+            problems.append(f"...{' '.join(context.split())}...: plain 'chapter {', '.join(raw)}'; {fix}")
+    return problems
+
+
+def _output_texts(cell: dict):
+    """(kind, text) of a code cell's outputs a reader sees: Markdown, or else plain text and streams."""
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if "text/markdown" in data:
+            yield "markdown", "".join(data["text/markdown"])
+        elif "text/plain" in data and "application/vnd.jupyter.widget-view+json" not in data:
+            yield "plain", "".join(data["text/plain"])
+        elif out["output_type"] == "stream":
+            yield "plain", "".join(out["text"])
+
+
+def test_config_renders_markdown_outputs_as_myst():
+    """The output rule below relies on it: with myst-nb's default (commonmark) a link such as
+    [chapter 8](08_rnn_transfer.ipynb) in a Markdown *output* stays a raw href to the .ipynb and is broken in the
+    book; with "myst" it resolves to the chapter's page, while still working in Jupyter and Colab."""
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["sphinx"]["config"].get("nb_render_markdown_format") == "myst"
+
+
+def test_chapter_mentions_link_to_that_chapter():
+    """Every "chapter N" / "Chapter N" / "ch. N" is (part of) a link to the notebook numbered N.
+
+    In .md pages and notebook Markdown cells: a {doc}/{ref} role (e.g. {doc}`chapter 5 <05_cnn_transfer>`,
+    chapters {doc}`8 <08_rnn_transfer>` and {doc}`9 <09_bert_transfer>`) or a Markdown link to the notebook.
+    In code outputs (generated Markdown), only a plain Markdown link to the .ipynb in the same folder renders
+    both in Jupyter and in the book; plain-text outputs cannot link, so they must not name chapter numbers.
+    """
+    labels, problems = _labels(), []
+    for page, parts in _pages():
+        for where, text in parts:
+            problems += [f"{page.relative_to(ROOT)} {where}: {p}".replace(" : ", ": ") for p in _check_prose(page, text, labels, False)]
+    for nb in NOTEBOOKS:
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            for kind, text in _output_texts(cell) if cell["cell_type"] == "code" else ():
+                found = _check_prose(nb, text, labels, True)
+                if kind == "plain":
+                    found = [f"{p.split(': plain')[0]}: a plain-text output cannot link; display it as Markdown and {OUTPUT_FIX}"
+                             if ": plain" in p else p for p in found]
+                problems += [f"{nb.relative_to(ROOT)} cell {i} output: {p}" for p in found]
+    assert not problems, f"{len(problems)} chapter mention(s) that can drift:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("text, n_problems", [
+    ("as in chapter 5", 1), ("{doc}`chapter 5 <05_cnn_transfer>`'s recipe", 0), ("{doc}`chapter 6 <05_cnn_transfer>`", 1),
+    ("Chapters {doc}`8 <08_rnn_transfer>` and {doc}`9 <09_bert_transfer>`", 0),
+    ("chapters {doc}`8 <08_rnn_transfer>` and 9", 1), ("[Chapter 8](08_rnn_transfer.ipynb)", 0),
+    ("[ch. 8](../notebooks/09_bert_transfer.ipynb)", 1), ("see `chapter 3` in code", 0), ("chapter 7 of Goodfellow et al.", 0),
+    ("{doc}`05_cnn_transfer`", 0), ("{doc}`chapter 2 <../book/setup>`", 1), ("{doc}`chapter 14 <14_missing>`", 1),
+])
+def test_chapter_mention_checker(text, n_problems):
+    """The checker itself, on a notebook in notebooks/: right links pass, wrong or missing ones are caught."""
+    page = ROOT / "notebooks" / "04_augmentation.ipynb"
+    assert len(_check_prose(page, text, {}, False)) == n_problems, _check_prose(page, text, {}, False)
+
+
+@pytest.mark.parametrize("text, n_problems", [
+    ("[chapter 8](08_rnn_transfer.ipynb)", 0), ("{doc}`chapter 8 <08_rnn_transfer>`", 1),
+    ("[chapter 8](08_rnn_transfer.html)", 1), ("see chapter 8", 1),
+])
+def test_chapter_mention_checker_in_outputs(text, n_problems):
+    page = ROOT / "notebooks" / "04_augmentation.ipynb"
+    assert len(_check_prose(page, text, {}, True)) == n_problems, _check_prose(page, text, {}, True)
