@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,238 @@ def test_chapter_mention_checker(text, n_problems):
 def test_chapter_mention_checker_in_outputs(text, n_problems):
     page = ROOT / "notebooks" / "04_augmentation.ipynb"
     assert len(_check_prose(page, text, {}, True)) == n_problems, _check_prose(page, text, {}, True)
+
+
+# --- Clean committed outputs: finished progress bars, integers as integers, no stray plotting return values ------
+
+RERUN = pytest.mark.xfail(strict=False, reason="chapters being re-executed")
+WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
+BAR_PCT, BAR_COUNT = re.compile(r"(\d+)%"), re.compile(r"(\d+)/(\d+)")
+TEXT_BAR = re.compile(r"(\d+)%\|[^|\n]*\|\s*(\d+)/(\d+)")
+STRAY = re.compile(r"^\[?(<matplotlib\.|<mpl_toolkits\.|Text\(|<Axes:|<AxesSubplot|<BarContainer|<ErrorbarContainer|"
+                   r"<StemContainer|<matplotlib\.legend\.Legend|<Figure size \d+x\d+ with 0 Axes>)")
+LIMITS = re.compile(r"^\(\s*-?[\d.]+(?:e[+-]?\d+)?,\s*-?[\d.]+(?:e[+-]?\d+)?\)$")
+PLOT_CALL = re.compile(r"\b(set_[xy]lim|[xy]lim|axis|set_[xy]ticks|[xy]ticks)\(")
+
+
+def _unescape(html: str) -> str:
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", html)).replace("\u2007", " ").replace("\xa0", " ")
+
+
+def _bar_problem(label: str, value: float | None = None, total: float | None = None) -> str | None:
+    """Why a progress bar reading `label` (and at value/total) is unfinished, or None when it shows 100 %."""
+    pct, count = BAR_PCT.search(label), BAR_COUNT.search(label)
+    if value is not None and total is not None and value < total:
+        return f"bar at {value:g}/{total:g}"
+    if pct and int(pct.group(1)) < 100:
+        return f"shows {pct.group(0)}"
+    if count and int(count.group(1)) < int(count.group(2)):
+        return f"shows {count.group(0)}"
+    return None
+
+
+def unfinished_progress_bars(nb: dict) -> list[str]:
+    """tqdm bars saved below 100 %: widgets (as their saved state renders them) and text bars in streams."""
+    state = nb["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    model = lambda ref: state.get(str(ref).replace("IPY_MODEL_", ""), {})  # noqa: E731
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            box = model(view["model_id"]) if view else {}
+            if box.get("model_name") == "HBoxModel":
+                kids = [model(k) for k in box["state"].get("children", [])]
+                bars = [k["state"] for k in kids if k.get("model_name") in ("FloatProgressModel", "IntProgressModel")]
+                if bars:
+                    label = " ".join(_unescape(str(k["state"].get("value", ""))) for k in kids if k.get("model_name") == "HTMLModel")
+                    why = _bar_problem(label, bars[0].get("value"), bars[0].get("max"))
+                    why = why or ("ended in error" if bars[0].get("bar_style") == "danger" else None)
+                    if why:
+                        found.append(f"cell {i}: progress widget {' '.join(label.split())!r} {why}")
+            if out["output_type"] == "stream":
+                for line in "".join(out["text"]).split("\n"):
+                    shown = line.split("\r")[-1]  # what a terminal (and Jupyter) leaves on screen
+                    m = TEXT_BAR.search(shown)
+                    if m and _bar_problem(m.group(0)):
+                        found.append(f"cell {i}: text progress bar {shown.strip()!r} {_bar_problem(m.group(0))}")
+    return found
+
+
+class _Tables(HTMLParser):
+    """Rows of cell texts of every <table> in an HTML output, and the header row."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"header": [], "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th") and self.tables:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self.tables and self.tables[-1]["rows"]:
+            self.tables[-1]["rows"][-1].append(("".join(self._cell).strip(), tag))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+CONTINUOUS = re.compile(r"%|acc|loss|scale|\blr\b|rate|ratio|time|second|\(s\)|\bms\b|mean|std|score|prob", re.I)
+
+
+def _float_integer_columns(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Columns whose every value is an integer written as a float ("7743.0"), counts being the usual case."""
+    bad = []
+    for j in range(max(map(len, rows), default=0)):
+        values = [r[j] for r in rows if j < len(r) and r[j] not in ("", "NaN", "nan", "None", "<NA>", "—", "-")]
+        name = header[j] if j < len(header) and header[j] else f"column {j + 1}"
+        if CONTINUOUS.search(name):  # a float quantity that happens to be whole (50.0 %, a loss scale of 65536.0)
+            continue
+        if values and all(re.fullmatch(r"-?\d+\.0", v) for v in values) and any(abs(float(v)) >= 2 for v in values):
+            bad.append(f"{name!r} shows {values[0]!r}")
+    return bad
+
+
+def float_integers_in_tables(nb: dict) -> list[str]:
+    """HTML tables (DataFrames) and Markdown tables in outputs with a column of integers shown as floats."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/html" in data:
+                parser = _Tables()
+                parser.feed("".join(data["text/html"]))
+                for table in parser.tables:
+                    head = [r for r in table["rows"] if r and all(tag == "th" for _, tag in r)]
+                    body = [[text for text, _ in r] for r in table["rows"] if r and any(tag == "td" for _, tag in r)]
+                    width = max((len(r) for r in head), default=0)  # several header rows: join them per column
+                    header = [" ".join(r[j][0] for r in head if j < len(r) and r[j][0]).strip() for j in range(width)]
+                    if header and body and len(header) < len(body[0]):  # pandas: the index has no header cell
+                        header = [""] * (len(body[0]) - len(header)) + header
+                    found += [f"cell {i}: table column {c}" for c in _float_integer_columns(header, body)]
+            elif "text/markdown" in data:
+                lines = [ln.strip() for ln in "".join(data["text/markdown"]).splitlines() if ln.strip().startswith("|")]
+                rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+                rows = [r for r in rows if not all(re.fullmatch(r":?-+:?", c) for c in r)]
+                if len(rows) > 1:
+                    found += [f"cell {i}: table column {c}" for c in _float_integer_columns(rows[0], rows[1:])]
+    return found
+
+
+def stray_plot_return_values(nb: dict) -> list[str]:
+    """Return values of plotting calls echoed as a cell's result: `[<matplotlib.lines.Line2D ...>]`,
+    `Text(0.5, 1.0, '...')`, `<matplotlib.legend.Legend ...>`, `(0.0, 3.0)` from set_ylim, an empty figure."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        code = [ln for ln in "".join(cell.get("source", "")).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if out["output_type"] not in ("execute_result", "display_data") or any(k.startswith("image/") for k in data):
+                continue
+            text = "".join(data.get("text/plain", "")).strip()
+            if STRAY.match(text) or (out["output_type"] == "execute_result" and LIMITS.match(text)
+                                      and code and PLOT_CALL.search(code[-1])):
+                found.append(f"cell {i}: {text[:70]!r} (end the line with `;` or assign it to `_`)")
+    return found
+
+
+def _offenders(check) -> list[str]:
+    return [f"{nb.name} {p}" for nb in NOTEBOOKS for p in check(json.loads(nb.read_text()))]
+
+
+@RERUN
+def test_no_unfinished_progress_bars_in_committed_outputs():
+    found = _offenders(unfinished_progress_bars)
+    assert not found, f"{len(found)} progress bar(s) saved below 100 %:\n" + "\n".join(found)
+
+
+@RERUN
+def test_integers_shown_as_integers_in_tables():
+    found = _offenders(float_integers_in_tables)
+    assert not found, f"{len(found)} table column(s) of integers shown as floats (cast to int / Int64):\n" + "\n".join(found)
+
+
+@RERUN
+def test_no_stray_plotting_return_values_in_outputs():
+    found = _offenders(stray_plot_return_values)
+    assert not found, f"{len(found)} stray return value(s) of plotting calls:\n" + "\n".join(found)
+
+
+def _widget_nb(label: str, value: float, total: float) -> dict:
+    kids = {"h1": {"model_name": "HTMLModel", "state": {"value": label.split("|")[0]}},
+            "p": {"model_name": "FloatProgressModel", "state": {"value": value, "max": total}},
+            "h2": {"model_name": "HTMLModel", "state": {"value": label.split("|")[1]}}}
+    state = {"box": {"model_name": "HBoxModel", "state": {"children": [f"IPY_MODEL_{k}" for k in kids]}}, **kids}
+    return {"metadata": {"widgets": {WIDGET_STATE: {"state": state}}},
+            "cells": [{"cell_type": "code", "source": "", "outputs": [
+                {"output_type": "display_data", "data": {WIDGET_VIEW: {"model_id": "box"}, "text/plain": "x"}}]}]}
+
+
+def _result_nb(source: str, text: str, output_type: str = "execute_result", **data) -> dict:
+    return {"metadata": {}, "cells": [{"cell_type": "code", "source": source,
+                                       "outputs": [{"output_type": output_type, "data": {"text/plain": text, **data}}]}]}
+
+
+@pytest.mark.parametrize("nb, n", [
+    (_widget_nb("features:&nbsp;0%| 0/16 [00:00&lt;?, ?it/s]", 16, 16), 1), (_widget_nb("fit: 80%| 4/5", 5, 5), 1),
+    (_widget_nb("fit: 100%| 5/5 [00:01<00:00]", 5, 5), 0), (_widget_nb("fit: 100%| 5/5", 3, 5), 1),
+    ({"metadata": {}, "cells": [{"cell_type": "code", "source": "", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": "run:  40%|████      | 2/5 [00:01<00:02]\rrun:  80%|████████  | 4/5\n"}]}]}, 1),
+    ({"metadata": {}, "cells": [{"cell_type": "code", "source": "", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": "run:  40%|████      | 2/5\rrun: 100%|██████████| 5/5 [00:02<00:00]\n"}]}]}, 0),
+])
+def test_progress_bar_checker(nb, n):
+    assert len(unfinished_progress_bars(nb)) == n, unfinished_progress_bars(nb)
+
+
+@pytest.mark.parametrize("html, n", [
+    ("<table><thead><tr><th></th><th>n</th><th>acc</th></tr></thead><tbody><tr><th>0</th><td>7743.0</td><td>0.81</td></tr>"
+     "<tr><th>1</th><td>NaN</td><td>1.0</td></tr></tbody></table>", 1),
+    ("<table><thead><tr><th></th><th>n</th><th>acc</th></tr></thead><tbody><tr><th>0</th><td>7743</td><td>1.0</td></tr>"
+     "<tr><th>1</th><td>12</td><td>1.0</td></tr></tbody></table>", 0),
+])
+def test_float_integer_checker(html, n):
+    nb = _result_nb("df", "df", **{"text/html": html})
+    assert len(float_integers_in_tables(nb)) == n, float_integers_in_tables(nb)
+    md = "| n | acc |\n|---|---|\n| 7743.0 | 0.5 |\n| 12.0 | 0.7 |"
+    assert len(float_integers_in_tables(_result_nb("x", "x", output_type="display_data", **{"text/markdown": md}))) == 1
+
+
+@pytest.mark.parametrize("source, text, n", [
+    ("ax.plot(x, y)", "[<matplotlib.lines.Line2D at 0x7f0>]", 1), ("plt.title('a')", "Text(0.5, 1.0, 'a')", 1),
+    ("ax.legend()", "<matplotlib.legend.Legend at 0x7f1>", 1), ("ax.set_ylim(0, 3)", "(0.0, 3.0)", 1),
+    ("a, b = 1.0, 2.0\na, b", "(1.0, 2.0)", 0), ("df.round(2)", "   a\n0  1", 0), ("ax.plot(x, y);", "", 0),
+])
+def test_stray_return_value_checker(source, text, n):
+    assert len(stray_plot_return_values(_result_nb(source, text))) == n
+
+
+@pytest.mark.parametrize("where", ["right", "below"])
+def test_legend_outside_places_the_legend_beyond_the_axes(where):
+    """utils.plots.legend_outside: the legend's box lies outside the axes, and the call returns nothing to echo."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils.plots import legend_outside
+
+    fig, ax = plt.subplots()
+    for i in range(4):
+        ax.plot([0, 1], [i, i + 1], label=f"run {i}")
+    assert legend_outside(ax, where) is None
+    fig.canvas.draw()
+    box, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert (box.x0 >= axes.x1) if where == "right" else (box.y1 <= axes.y0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"run {i}" for i in range(4)]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="right"):
+        legend_outside(ax, "left")
