@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from . import features
 from .data import lfw_faces, mnist_digits, subsample_per_class
@@ -136,16 +137,23 @@ def run_strategy(strategy: str, k: int | None = None, lr_mult: float | None = No
     label = STRATEGIES[strategy] + (f" (k={k})" if strategy in ("top_k", "gradual") else "")
     history = History(label)
     stages = _stages(epochs, k) if strategy == "gradual" else [(k, epochs)]
+    test_dl, test_curve = DataLoader(TensorDataset(x_te, test.labels), 256), []
+    bar = tqdm(total=epochs, desc=label, unit="epoch", disable=not progress, leave=False)
     for n_open, n_epochs in stages:
         _open(net, n_open)
-        fit(net, train, val_dl, n_epochs, _optimizer(net, net.head, lr, lr_mult), device=device, label=label,
-            progress=progress, history=history)
-    test_acc = evaluate(net, DataLoader(TensorDataset(x_te, test.labels), 256), device)["acc"]
+        opt = _optimizer(net, net.head, lr, lr_mult)
+        for _ in range(n_epochs):  # one epoch per call (same optimizer, same shuffling) to score the test set each epoch
+            fit(net, train, val_dl, 1, opt, device=device, label=label, progress=False, history=history)
+            test_curve.append(evaluate(net, test_dl, device)["acc"])
+            bar.update()
+    bar.close()
+    test_acc = test_curve[-1]
     _open(net, k)
     return {"strategy": strategy, "label": label, "dataset": dataset, "k": k, "lr_mult": lr_mult,
             "labels_per_class": labels_per_class, "epochs": epochs, "val_acc": history.last["val_acc"],
             "test_acc": test_acc, "trainable_params": count_parameters(net).trainable,
-            "seconds": time.perf_counter() - t0, "val_curve": history["val_acc"], "history": history}
+            "seconds": time.perf_counter() - t0, "val_curve": history["val_acc"], "test_curve": test_curve,
+            "history": history}
 
 
 def default_comparison(strategies=("probe", "top_block", "top_k", "gradual", "full", "scratch"), **settings) -> list[dict]:
