@@ -1,9 +1,11 @@
 """The book's own conventions: every chapter is in the TOC, starts with the Colab cell, and is committed clean."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -542,3 +544,87 @@ def test_legend_outside_places_the_legend_beyond_the_axes(where):
     plt.close(fig)
     with pytest.raises(ValueError, match="right"):
         legend_outside(ax, "left")
+
+
+# --- The static explorer of chapter 2 (scripts/explorer_grid.py → book/_static/explorer/) -----------------------
+
+EXPLORER = ROOT / "book" / "_static" / "explorer"
+
+
+def _grid() -> dict:
+    return json.loads((EXPLORER / "grid.json").read_text())
+
+
+def test_explorer_grid_is_small_and_matches_its_script_copy():
+    raw = (EXPLORER / "grid.json").read_text()
+    assert len(raw.encode()) < 2_000_000 and (EXPLORER / "grid.js").stat().st_size < 2_100_000
+    js = (EXPLORER / "grid.js").read_text()
+    assert json.loads(js[js.index('["grid.json"]=') + len('["grid.json"]='):].rstrip().rstrip(";")) == json.loads(raw), \
+        "grid.js is not the same data as grid.json: rerun scripts/explorer_grid.py"
+
+
+def test_explorer_grid_covers_every_control_value_it_offers():
+    """Every combination of the values a strategy's controls offer has a run, so the page never finds a hole."""
+    from utils import explorer
+
+    grid = _grid()
+    assert list(grid["strategies"]) == list(explorer.STRATEGIES)
+    missing = []
+    for name, info in grid["strategies"].items():
+        a = info["axes"]
+        for dataset, labels, k, lr_mult, epochs in itertools.product(a["dataset"], a["labels_per_class"], a["k"], a["lr_mult"], a["epochs"]):
+            if not any(r["strategy"] == name and r["dataset"] == dataset and r["labels_per_class"] == labels and r["k"] == k
+                       and r["lr_mult"] == lr_mult and (r["epochs"] >= epochs if info["prefix_epochs"] else r["epochs"] == epochs)
+                       for r in grid["runs"]):
+                missing.append((name, dataset, labels, k, lr_mult, epochs))
+    assert not missing, f"{len(missing)} offered choices have no run, e.g. {missing[:5]}"
+    d = grid["defaults"]
+    assert all(d[key] in grid["strategies"][d["strategy"]]["axes"][key] for key in ("dataset", "labels_per_class", "epochs"))
+
+
+def test_explorer_grid_summaries_are_computed_from_its_seeds():
+    grid = _grid()
+    for r in grid["runs"]:
+        assert len(r["seeds"]) >= 3, f"{r['strategy']}: fewer than 3 seeds"
+        for curves, summary in ((r["val"], r["val_summary"]), (r["test"], r["test_summary"])):
+            assert len(curves) == len(r["seeds"]) and all(len(c) == r["epochs"] for c in curves)
+            for e, values in enumerate(zip(*curves)):
+                assert summary["mean"][e] == pytest.approx(sum(values) / len(values), abs=1e-4)
+                assert summary["min"][e] == min(values) and summary["max"][e] == max(values)
+                assert summary["sd"][e] == pytest.approx(statistics.stdev(values), abs=1e-4)
+                assert all(0 <= v <= 1 for v in values)
+        assert len(r["epoch_seconds"]) == r["epochs"] and r["trainable_params"] > 0 and r["n_train"] > 0
+
+
+def test_run_strategy_scores_the_test_set_every_epoch(tmp_path, monkeypatch):
+    """The grid's premise: run_strategy returns a per-epoch test curve, and the first epochs of a longer run
+    are exactly a shorter run (constant learning rate, fixed seed)."""
+    from utils import explorer
+
+    monkeypatch.setenv("TRANSFER_BOOK_CACHE", str(tmp_path))
+    tiny = {"dataset": "faces", "labels_per_class": 3, "progress": False, "seed": 1}
+    long, short = explorer.run_strategy("top_block", epochs=3, **tiny), explorer.run_strategy("top_block", epochs=2, **tiny)
+    assert len(long["test_curve"]) == 3 and long["test_curve"][-1] == long["test_acc"]
+    assert long["val_curve"][:2] == short["val_curve"] and long["test_curve"][:2] == short["test_curve"]
+    other_seed = explorer.run_strategy("top_block", epochs=3, **{**tiny, "seed": 2})
+    assert other_seed["val_curve"] != long["val_curve"] or other_seed["test_curve"] != long["test_curve"], \
+        "two seeds gave identical curves: the seed is not reaching the run"
+
+
+def test_chapter_2_embeds_the_static_explorer_next_to_the_live_widget():
+    nb = json.loads((ROOT / "notebooks" / "02_feature_extraction.ipynb").read_text())
+    cells = nb["cells"]
+    widget = next(i for i, c in enumerate(cells) if "explorer_widget()" in "".join(c["source"]))
+    embed = next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "static-explorer" in "".join(c["source"]))
+    assert abs(embed - widget) <= 2, "the static explorer belongs next to the live widget"
+    text = "".join(cells[embed]["source"])
+    assert re.search(r"static.*precomputed|precomputed.*static", text, re.S | re.I) and re.search(r"Jupyter|Colab|Binder", text)
+    grid = re.search(r'data-grid="([^"]+)"', text).group(1)
+    script = re.search(r'<script src="([^"]+)"></script>', text).group(1)
+    static = ROOT / "book" / "_static"  # html_static_path: _build/html/_static/ mirrors book/_static/
+    for ref in (grid, script):
+        assert ref.startswith("../_static/") and (static / ref.removeprefix("../_static/")).is_file(), ref
+    vendor = EXPLORER / "vendor"
+    for lib in ("vega", "vega-lite", "vega-embed"):
+        assert (vendor / f"{lib}.min.js").stat().st_size > 10_000 and (vendor / f"LICENSE-{lib}.txt").is_file()
+        assert "sourceMappingURL" not in (vendor / f"{lib}.min.js").read_text()[-300:]
