@@ -218,7 +218,7 @@ CURRENT_ROW_JS = r"""(() => {
   const row = document.querySelector('.static-explorer tr[data-role=current]');
   if (!row) return null;
   const out = {};
-  row.querySelectorAll('td[data-field]').forEach(td => { out[td.dataset.field] = td.textContent; });
+  row.querySelectorAll('td[data-field]').forEach(td => { out[td.dataset.field] = td.dataset.value || td.textContent; });
   return out;
 })()"""
 
@@ -234,9 +234,9 @@ def _expected(grid: dict, choice: dict) -> dict:
                and (r["epochs"] >= choice["epochs"] if info["prefix_epochs"] else r["epochs"] == choice["epochs"]))
     e = choice["epochs"] - 1
     fmt = lambda s: f"{s['mean'][e]:.3f} ± {s['sd'][e]:.3f}"  # noqa: E731
+    k = f" (k={run['k']})" if choice["strategy"] in ("top_k", "gradual") else ""
     return {"val": fmt(run["val_summary"]), "test": fmt(run["test_summary"]), "epochs": str(choice["epochs"]),
-            "strategy": info["label"], "dataset": choice["dataset"],
-            "trainable_params": f"{run['trainable_params']:,}"}
+            "strategy": info["label"] + k, "dataset": choice["dataset"], "trainable_params": str(run["trainable_params"])}
 
 
 def _a_different_choice(grid: dict) -> dict:
@@ -316,7 +316,8 @@ def test_static_explorer_shows_the_precomputed_numbers_for_the_chosen_setting(se
     _wait_rendered_after(page, before)
     roles = page.eval("Array.from(document.querySelectorAll('.static-explorer tbody tr'), r => r.dataset.role)")
     assert roles == ["compare", "current"], roles
-    pinned = page.eval("Object.fromEntries(Array.from(document.querySelectorAll('.static-explorer tr[data-role=compare] td[data-field]'), td => [td.dataset.field, td.textContent]))")
+    pinned = page.eval("Object.fromEntries(Array.from(document.querySelectorAll('.static-explorer tr[data-role=compare] td[data-field]'), "
+                       "td => [td.dataset.field, td.dataset.value || td.textContent]))")
     _check_row(pinned, want)
     _check_row(page.eval(CURRENT_ROW_JS), _expected(grid, {**choice, "epochs": other}))
     legend = page.eval("Array.from(document.querySelectorAll('.static-explorer .se-chart svg .role-legend-label text'), t => t.textContent)")

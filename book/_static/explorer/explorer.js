@@ -39,7 +39,9 @@
     ".static-explorer .se-chart{width:100%;min-height:300px}" +
     ".static-explorer .se-table-wrap{overflow-x:auto}" +
     ".static-explorer table{font-size:.82em;border-collapse:collapse;width:100%;margin-top:.5em}" +
-    ".static-explorer th,.static-explorer td{padding:.2em .5em;border-bottom:1px solid var(--pst-color-border,#ddd);text-align:right;white-space:nowrap}" +
+    ".static-explorer th,.static-explorer td{padding:.2em .4em;border-bottom:1px solid var(--pst-color-border,#ddd);text-align:right;white-space:nowrap}" +
+    ".static-explorer th{white-space:normal;vertical-align:bottom;font-weight:600}" +
+    ".static-explorer td[data-field=strategy]{white-space:normal;min-width:7em}" +
     ".static-explorer th:nth-child(2),.static-explorer td:nth-child(2),.static-explorer th:nth-child(3),.static-explorer td:nth-child(3){text-align:left}" +
     ".static-explorer tr[data-role=current]{font-weight:600}" +
     ".static-explorer .se-error{color:#b00020}";
@@ -94,6 +96,7 @@
   }
 
   function fmt(x, digits) { return x === null || x === undefined ? "\u2014" : Number(x).toFixed(digits); }
+  function compact(n) { return n >= 1e6 ? (n / 1e6).toFixed(2) + " M" : n >= 1e4 ? (n / 1e3).toFixed(1) + " k" : String(n); }
   function pm(mean, sd) { return fmt(mean, 3) + " \u00b1 " + fmt(sd, 3); }
   function optionText(key, value, grid, strategy) {
     if (value === null) return key === "lr_mult" ? "\u2014 (not used)" : "\u2014";
@@ -250,8 +253,8 @@
   };
 
   Explorer.prototype.renderTable = function (rows, cur) {
-    var head = ["", "strategy", "dataset", "labels/class (images)", "k", "backbone LR \u00d7", "epochs",
-      "val acc (mean \u00b1 sd)", "test acc (mean \u00b1 sd)", "trainable params", "train s (1 thread)"];
+    var head = ["", "strategy", "dataset", "labels / class (images)", "backbone LR \u00d7", "epochs",
+      "val acc (mean \u00b1 sd)", "test acc (mean \u00b1 sd)", "trainable params", "train CPU s"];
     var table = el("table", { "class": "se-results" });
     table.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", {}, [h]); }))]));
     var body = el("tbody");
@@ -259,14 +262,17 @@
       var c = r.choice;
       var cells = [
         ["n", r.role === "current" ? "current" : String(i + 1)],
-        ["strategy", c.label], ["dataset", c.dataset], ["labels_per_class", c.labels_per_class + " (" + c.n_train + ")"],
-        ["k", String(c.k)], ["lr_mult", c.lr_mult === null || c.strategy === "scratch" ? "\u2014" : String(c.lr_mult)],
+        ["strategy", c.label + (c.strategy === "top_k" || c.strategy === "gradual" ? " (k=" + c.k + ")" : "")],
+        ["dataset", c.dataset], ["labels_per_class", c.labels_per_class + " (" + c.n_train + ")"],
+        ["lr_mult", c.lr_mult === null || c.strategy === "scratch" ? "\u2014" : String(c.lr_mult)],
         ["epochs", String(c.epochs)], ["val", pm(c.val.mean[c.epochs - 1], c.val.sd[c.epochs - 1])],
-        ["test", pm(c.test.mean, c.test.sd)], ["trainable_params", c.trainable_params.toLocaleString("en-US")],
+        ["test", pm(c.test.mean, c.test.sd)], ["trainable_params", compact(c.trainable_params), String(c.trainable_params)],
         ["seconds", fmt(c.seconds, 1)]
       ];
       body.appendChild(el("tr", { "data-role": r.role }, cells.map(function (cell) {
-        return el("td", { "data-field": cell[0] }, [cell[1]]);
+        var attrs = { "data-field": cell[0] };
+        if (cell.length > 2) { attrs["data-value"] = cell[2]; attrs.title = Number(cell[2]).toLocaleString("en-US"); }
+        return el("td", attrs, [cell[1]]);
       })));
     });
     table.appendChild(body);
