@@ -8,7 +8,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: venv book test test-fast site-check chromium notebooks clean
+.PHONY: venv book test test-fast site-check chromium notebooks clean explorer-grid explorer-grid-small explorer-vendor
 
 venv: $(STAMP)
 
@@ -41,6 +41,18 @@ chromium:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  { echo "The browser check needs Chromium: install it (Debian/Ubuntu: apt-get install chromium)."; exit 1; }
+
+## Precompute the static explorer of chapter 2 (book/_static/explorer/grid.json): about an hour on one CPU thread.
+explorer-grid: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python scripts/explorer_grid.py
+
+## The small development grid of the static explorer (a few minutes).
+explorer-grid-small: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python scripts/explorer_grid.py --small
+
+## Re-vendor the static explorer's chart libraries (Vega, Vega-Lite, vega-embed) from npm, pinned.
+explorer-vendor:
+	sh scripts/vendor_explorer_js.sh
 
 ## Unit tests only (no notebooks), for quick iteration.
 test-fast: $(STAMP)

@@ -62,11 +62,37 @@ def explorer_section(res: dict) -> str:
     return where(res) + "\n\n" + md_table(res["results"], ["strategy", "first_s", "median_s", "repeats"])
 
 
+def explorer_grid_section(res: dict) -> str:
+    """Size and generation time of the static explorer's precomputed grid (scripts/explorer_grid.py)."""
+    rows, notes = [], []
+    for kind in ("full", "small"):
+        g = res.get(kind)
+        if g:
+            hw = g["hardware"]
+            rows.append({"grid": kind, "settings": g["settings"], "runs": g["runs"], "choices": g["choices"],
+                         "max epochs": g["max_epochs"], "CPU min": round(g["cpu_seconds"] / 60, 1),
+                         "wall min": round(g["seconds"] / 60, 1),
+                         "JSON KiB": round(g["json_bytes"] / 1024), "load avg": hw.get("load_avg_1min"), "date": g["date"]})
+    est = res.get("full_estimate")
+    if est:
+        hw = est["hardware"]
+        notes.append(f"Full grid, predicted from short timed runs: {est['runs']} runs, "
+                     f"{est['estimated_seconds'] / 60:.0f} CPU-minutes on one thread ({hw['cpu']}, load average "
+                     f"{hw.get('load_avg_1min')} when measured; " + ", ".join(f"{k} {v / 60:.1f}" for k, v in est["by_strategy_s"].items())
+                     + " min).")
+    if "full" not in res:
+        notes.append("The full grid has not been generated yet: `python scripts/explorer_grid.py`.")
+    return "One torch thread; CPU time is the cost (wall time also counts other jobs on a shared machine).\n\n" + md_table(
+        rows, ["grid", "settings", "runs", "choices", "max epochs", "CPU min", "wall min",
+                                                         "JSON KiB", "load avg", "date"]) + ("\n\n" + " ".join(notes) if notes else "")
+
+
 SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_section),
             "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
             "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
             "bench_explorer": ("Explorer answer time", explorer_section),
-            "bench_notebooks": ("Chapter run times vs budgets", notebooks_section)}
+            "bench_notebooks": ("Chapter run times vs budgets", notebooks_section),
+            "explorer_grid": ("Static explorer grid: size and generation time", explorer_grid_section)}
 
 
 def render() -> str:

@@ -8,7 +8,7 @@ import torch
 
 from .train import History
 
-__all__ = ["plot_history", "show_images", "show_filters", "show_feature_maps"]
+__all__ = ["plot_history", "show_images", "show_filters", "show_feature_maps", "legend_outside"]
 
 
 def plot_history(histories: History | Sequence[History], metrics: Sequence[str] = ("loss", "acc"), title: str = ""):
@@ -80,3 +80,19 @@ def show_feature_maps(maps: torch.Tensor, n: int = 8, title: str = ""):
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
     return fig
+
+
+def legend_outside(ax, where: str = "right", fontsize: float = 8, **kwargs) -> None:
+    """Put the axes' legend outside the plot area (to the right, or below), where it cannot hide a curve.
+
+    Returns None, so a cell that ends with it echoes nothing (``ax.get_legend()`` gives the legend). The inline
+    backend and ``savefig(..., bbox_inches="tight")`` enlarge the figure to include it.
+    """
+    handles, _ = ax.get_legend_handles_labels()
+    if where == "right":
+        placement = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+    elif where == "below":
+        placement = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.18), "ncols": max(1, min(len(handles), 3))}
+    else:
+        raise ValueError(f"where must be 'right' or 'below', got {where!r}.")
+    ax.legend(fontsize=fontsize, **{**placement, **kwargs})
