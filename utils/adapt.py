@@ -47,7 +47,7 @@ SHIFTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
 
 def shift_images(images: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
     """A shifted copy of a batch of [0, 1] images (N, C, H, W); random shifts are reproducible through `seed`."""
-    check_choice(kind, "shift", SHIFTS)
+    check_choice(kind, "shift kind", SHIFTS)
     if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float batch (N, C, H, W) in [0, 1]; got "
                          f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}.")
@@ -61,7 +61,8 @@ def shifted(dataset, kind: str, seed: int = 0):
     from .data import ImageTensorDataset
 
     if not isinstance(dataset, ImageTensorDataset):
-        raise TypeError(f"shifted() needs an ImageTensorDataset (raw [0, 1] images in memory); got {type(dataset).__name__}.")
+        raise TypeError(f"dataset must be an ImageTensorDataset (raw [0, 1] images in memory) for shifted(); got "
+                        f"{type(dataset).__name__}.")
     return dataset._like(shift_images(dataset.images, kind, seed), dataset.labels, dataset.transform, dataset.normalize)
 
 

@@ -199,8 +199,9 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequ
 
     Modifies `model` in place (peft injects the adapters) and returns the wrapping `PeftModel`.
     """
-    from peft import LoraConfig, TaskType, get_peft_model
+    from .checks import check_model
 
+    check_model(model)
     r = check_int(r, "r", 1, hint="(the LoRA rank, e.g. 8)")
     alpha = check_number(alpha, "alpha", 0, None, lo_open=True, hint="(LoRA scaling, often 2 * r)")
     dropout = check_number(dropout, "dropout", 0, 1, hi_open=True)
@@ -208,7 +209,10 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequ
     linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     missing = sorted(set(target_modules) - linear)
     if missing:
-        raise ValueError(f"No nn.Linear named {missing} in {type(model).__name__}; its linear layers are called {sorted(linear)}.")
+        raise ValueError(f"target_modules: no nn.Linear named {missing} in {type(model).__name__}; its linear layers are "
+                         f"called {sorted(linear)}.")
+    from peft import LoraConfig, TaskType, get_peft_model  # after the checks: a bad call fails without importing peft
+
     kind = ({"modules_to_save": ["classifier"]} if isinstance(model, MeanPoolClassifier)  # not an HF model class
             else {"task_type": TaskType.SEQ_CLS})
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), **kind)
@@ -251,13 +255,15 @@ def save_classifier(model: nn.Module, tokenizer, folder: str | Path, labels: Seq
 
 def load_classifier(folder: str | Path, device: torch.device | str | None = None):
     """(tokenizer, model) saved by `save_classifier`, in eval mode, loaded offline from the folder."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    if not isinstance(folder, (str, Path)):
+        raise TypeError(f"folder must be a path (str or Path) written by save_classifier, got {type(folder).__name__}.")
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"No saved classifier at {folder}. Save one first with save_classifier(model, tokenizer, {str(folder)!r}).")
     if not (folder / "config.json").exists() or not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} has no config.json or *.safetensors weights; it is not a save_classifier() folder.")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if (folder / HEAD_FILE).exists():
         from safetensors.torch import load_file

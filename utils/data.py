@@ -380,6 +380,7 @@ def mnist_digits(split: str, image_size: int | None = 64, transform: Callable | 
     `normalize`: a model (or DataConfig) whose mean/std to apply when loading, or False for raw pixels on purpose."""
     check_split(split)
     image_size = check_size(image_size, "image_size", allow_none=True, hint="(None keeps 28 px)")
+    check_callable(transform, "transform")
     X, y = _mnist_arrays()
     idx = split_indices(y)[split]
     return ImageTensorDataset(_to_rgb_tensor(X[idx], image_size), torch.as_tensor(y[idx]), [str(d) for d in range(10)],
@@ -403,7 +404,8 @@ def digit_task(split: str, digits: Sequence[int], image_size: int = 32, per_clas
         raise ValueError(f"digits must be distinct integers 0-9, e.g. [0, 1, 2, 3, 4]; got {digits!r}.")
     digits = [int(d) for d in digits]
     per_class, seed = check_size(per_class, "per_class", allow_none=True), check_seed(seed)
-    full = mnist_digits(split, image_size)
+    check_callable(transform, "transform")
+    full = mnist_digits(split, check_size(image_size, "image_size", allow_none=True))
     keep = torch.isin(full.labels, torch.tensor(digits)).nonzero().flatten()
     keep = keep[torch.as_tensor(subsample_per_class(full.labels[keep].numpy(), per_class, seed))]
     remap = torch.full((10,), -1, dtype=torch.long)
@@ -420,6 +422,7 @@ def lfw_faces(split: str, image_size: int | None = 64, transform: Callable | Non
 
     check_split(split)
     image_size = check_size(image_size, "image_size", allow_none=True, hint="(None keeps 25 px)")
+    check_callable(transform, "transform")
     X = lfw_subset().astype(np.float32)
     y = np.array([1] * 100 + [0] * 100, dtype=np.int64)
     idx = split_indices(y)[split]
@@ -477,7 +480,8 @@ def _check_task_classes(classes) -> dict[str, tuple[str, ...]]:
         for c in cats:
             check_choice(c, f"category in classes[{name!r}]", REVIEW_CATEGORIES)
             if c in seen:
-                raise ValueError(f"Category {c!r} is in both {seen[c]!r} and {name!r}; each category belongs to one class.")
+                raise ValueError(f"classes: category {c!r} is in both {seen[c]!r} and {name!r}; each category belongs to "
+                                 "one class.")
             seen[c] = name
         out[name] = cats
     return out
@@ -553,7 +557,7 @@ def torchvision_dataset(name: str, root: str | Path, split: str, transform: Call
     from .device import is_online
 
     check_split(split)
-    check_choice(name, "online dataset (bundled ones: mnist_digits, lfw_faces)", ONLINE_DATASETS)
+    check_choice(name, "online dataset name (bundled ones: mnist_digits, lfw_faces)", ONLINE_DATASETS)
     cls_name, split_map = ONLINE_DATASETS[name]
     cls = getattr(tvd, cls_name)
     try:

@@ -33,7 +33,7 @@ def plot_history(histories: History | Sequence[History], metrics: Sequence[str] 
         for m in metrics:
             if all(v is None for v in h[f"train_{m}"]):
                 cols = sorted({k[6:] for r in h.rows for k in r if k.startswith("train_")})
-                raise ValueError(f"Unknown metric {m!r} in histories[{i}]; it records: {', '.join(cols)}.")
+                raise ValueError(f"metrics: {m!r} is not recorded in histories[{i}]; it records: {', '.join(cols)}.")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for i, h in enumerate(histories):

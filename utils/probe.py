@@ -45,10 +45,6 @@ class Probe:
 
 def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_iter: int = 5000) -> Probe:
     """Fit one probe per C in `cs` on the training features, keep the best on validation (ties: the smaller C)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     tx, vx = check_features(train_x, "train_x").numpy(), check_features(val_x, "val_x").numpy()
     ty, vy = check_labels(train_y, "train_y").numpy(), check_labels(val_y, "val_y").numpy()
     check_same_length(tx, ty, "train_x", "train_y")
@@ -61,6 +57,10 @@ def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_i
         raise ValueError("cs must list at least one regularisation strength, e.g. (0.01, 0.1, 1.0).")
     cs = [check_number(c, "each of cs", 0, None, lo_open=True) for c in cs]
     max_iter = check_int(max_iter, "max_iter", 1)
+    from sklearn.linear_model import LogisticRegression  # imported after the checks: a bad call fails at once
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     scores, best, best_c = {}, None, None
     for c in sorted(cs):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter)).fit(tx, ty)

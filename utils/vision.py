@@ -19,7 +19,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_
 
 def load_photo(name: str) -> np.ndarray:
     """A bundled photo as an (H, W, 3) uint8 array: skimage's, sklearn's or matplotlib's sample images."""
-    check_choice(name, "photo", PHOTOS)
+    check_choice(name, "photo name", PHOTOS)
     if name in ("chelsea", "coffee", "astronaut", "rocket"):
         import skimage.data
 

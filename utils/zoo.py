@@ -64,7 +64,8 @@ def pareto_front(df: "pandas.DataFrame", cost: str = "gflops", score: str = "acc
         raise TypeError(f"df must be a pandas DataFrame such as zoo_table(), got {type(df).__name__}.")
     missing = {cost, score} - set(df.columns)
     if missing:
-        raise ValueError(f"pareto_front needs columns {sorted(missing)}; the table has {list(df.columns)}.")
+        raise ValueError(f"pareto_front needs columns {sorted(missing)} (cost={cost!r}, score={score!r}); the table has "
+                         f"{list(df.columns)}.")
     if df[[cost, score]].isna().any().any():
         raise ValueError(f"Columns {cost!r} and {score!r} must have no NaNs; drop or fill those rows first.")
     ordered = df.sort_values([cost, score], ascending=[True, False], kind="stable")
@@ -189,8 +190,11 @@ def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int,
     if not settings or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in settings):
         raise ValueError(f"settings must be a non-empty list of (input_size, batch_size) pairs, e.g. [(224, 1)]; got {settings!r}.")
     for size, bs in settings:
-        _input_shape(size)
-        _check_positive_int("batch_size", bs)
+        try:
+            _input_shape(size)
+            _check_positive_int("batch_size", bs)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"settings: ({size!r}, {bs!r}) is not a valid (input_size, batch_size) pair: {exc}") from None
     jobs = [(name, size, bs) for name in models for size, bs in settings]
     rows = []
     for name, size, bs in tqdm(jobs, desc="timing", leave=False):
