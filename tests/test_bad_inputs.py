@@ -524,6 +524,8 @@ def test_bad_input_is_refused_clearly(fname, arg, label, tmp_path, monkeypatch):
         names += {"x": ["images"], "cfg": ["model", "DataConfig", "cfg"], "df": ["DataFrame", "columns"],
                   "root": ["folder", "root"], "folder": ["folder", "classifier"], "maps": ["feature maps"],
                   "weight": ["kernels"], "probs": ["probabilities", "probs"]}.get(arg, [])
+    if arg == "name":
+        names += ["photo", "dataset", "model"]  # "Unknown photo 'dog'", "Unknown online dataset name", "Unknown model"
     if arg.endswith("loader"):
         names += ["loader", "label"]  # an empty loader, or the labels it yields
     if arg == "model" and fname.endswith(("augmentation", "denormalize")):

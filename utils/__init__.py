@@ -6,6 +6,11 @@ writes); `assets` (bundled weights and data) and `data`/`loaders`; `models` and 
 `evidence` (seeds, spreads, paired comparisons, generated sentences). Chapter-specific modules sit on top (`features`,
 `explorer`, `augment`, `diagnose`, `adapt`, `zoo`, `smallcnn`, `text`, `charlm`, `bert`, `distributed`).
 Heavy libraries (torchvision, timm, transformers) are imported inside the functions that need them.
+
+A reader's own data: `images_from_arrays` / `image_folder` (images in the model's convention), `review_task` (a new
+text task from the bundled reviews), `feature_loaders` (cached features to loaders), `save_model` / `load_model` (a
+fine-tuned model, with its classes and input convention, in one call each). Every public function checks its
+arguments on arrival through `checks`.
 """
 from .assets import (AssetMissingError, imagenet_categories, load_charlstm_weights, load_efficientnet_lite0, load_glove,
                      load_minilm, minilm_path)

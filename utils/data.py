@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .checks import (check_callable, check_choice, check_images, check_indices, check_int, check_labels, check_names, check_nonempty,
+from .checks import (MAX_CHARS, check_callable, check_choice, check_images, check_indices, check_int, check_labels, check_names, check_nonempty,
                      check_number, check_same_length, check_seed, check_size, check_texts)
 
 __all__ = ["SPLITS", "check_split", "split_indices", "subsample_per_class", "ImageTensorDataset", "TextDataset",
@@ -490,7 +490,8 @@ def _check_task_classes(classes) -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=8)
 def _review_rows(sentences: bool):
     """(category, text, movie) rows of the file, cleaned: no missing or blank text, whitespace collapsed, long texts
-    cut into sentences of at most SNIPPET_CHARS (if `sentences`), exact duplicates dropped."""
+    cut into sentences of at most SNIPPET_CHARS (if `sentences`; else texts over MAX_CHARS are dropped: 21 plots),
+    exact duplicates dropped."""
     import pandas as pd
 
     df = _rotten_tomatoes_file().dropna(subset=["text", "movie_name", "category"])
@@ -499,7 +500,7 @@ def _review_rows(sentences: bool):
         parts = [text] if not sentences or len(text) <= SNIPPET_CHARS else _SENTENCE_END.split(text)
         for t in parts:
             t = " ".join(t.split())
-            if len(t) >= 3 and (not sentences or len(t) <= SNIPPET_CHARS):
+            if len(t) >= 3 and len(t) <= (SNIPPET_CHARS if sentences else MAX_CHARS):
                 rows.append((cat, t, movie))
     return pd.DataFrame(rows, columns=["category", "text", "movie_name"]).drop_duplicates("text").reset_index(drop=True)
 
@@ -514,7 +515,8 @@ def review_task(classes: Mapping[str, str | Sequence[str]], split: str | None = 
     Returns the split's `TextDataset` (classes in the order given), or a dict of all three if `split` is None. The file
     is cleaned (missing/blank texts dropped, whitespace collapsed, exact duplicates dropped); with `sentences=True` plot
     paragraphs (up to 6,600 characters) are cut into sentences no longer than the longest review snippet (255), as in
-    Pang and Lee's subjectivity data, so text length alone does not give the class away. Splits are by movie (the
+    Pang and Lee's subjectivity data, so text length alone does not give the class away (with `sentences=False`, the
+    21 plots longer than 2,000 characters are dropped). Splits are by movie (the
     book's split seed), so no film appears in two splits. `balance=True` subsamples each split to equal class sizes
     (seeded by `seed`); `per_class` caps each class per split for quick runs.
     """

@@ -19,7 +19,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_
 
 def load_photo(name: str) -> np.ndarray:
     """A bundled photo as an (H, W, 3) uint8 array: skimage's, sklearn's or matplotlib's sample images."""
-    check_choice(name, "photo name", PHOTOS)
+    check_choice(name, "photo", PHOTOS)
     if name in ("chelsea", "coffee", "astronaut", "rocket"):
         import skimage.data
 
@@ -72,7 +72,7 @@ def to_tensor(image, name: str = "image") -> torch.Tensor:
     x = image.unsqueeze(0) if image.ndim == 3 else image
     if x.ndim != 4 or x.shape[1] != 3:
         hint = (" Channels-last arrays need .permute(2, 0, 1)." if image.shape[-1] == 3 else
-                " A grayscale tensor needs .expand(3, -1, -1) (or pass it as a NumPy array)." if x.ndim == 4 and x.shape[1] == 1
+                " A tensor in grayscale needs .expand(3, -1, -1) (or pass it as a NumPy array)." if x.ndim == 4 and x.shape[1] == 1
                 else "")
         raise ValueError(f"{name} must be (3, H, W) or (N, 3, H, W) with 3 colour channels first; got {tuple(image.shape)}.{hint}")
     return check_images(x.float() if x.is_floating_point() else x, name)
@@ -155,19 +155,25 @@ def _default_labels(model: nn.Module, n: int) -> list[str]:
 @torch.no_grad()
 def classify(model: nn.Module, image, labels: Sequence[str] | None = None, k: int = 5) -> list[tuple[str, float]]:
     """Top-k (label, probability) for one image, preprocessed the way the model was trained (its `data_config`,
-    including the resolution it was fine-tuned at). Labels default to `model.classes` (set by `load_model`), or
-    ImageNet's names for a 1000-class head."""
-    from .device import model_device
+    including the resolution it was fine-tuned at), run on the model's device with the same mixed precision as
+    `utils.predict`. Labels default to `model.classes` (set by `save_model`/`load_model`), or ImageNet's names for
+    a 1000-class head."""
+    import contextlib
+
+    from .device import amp_dtype, model_device
 
     check_model(model)
     k = check_int(k, "k", 1)
     x = preprocess(image, model)
     if x.shape[0] != 1:
         raise ValueError(f"classify() takes one image; got a batch of {x.shape[0]}. Loop, or use utils.predict on a loader.")
+    device = model_device(model)
+    dtype = amp_dtype(device)  # the same mixed precision as utils.predict, so both give the same answer
     was_training = model.training
     model.eval()
     try:
-        out = model(x.to(model_device(model)))
+        with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            out = model(x.to(device))
     finally:
         model.train(was_training)
     out = getattr(out, "logits", out)[0].float()
