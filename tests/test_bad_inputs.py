@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 import pkgutil
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import utils
-from utils import adapt, augment, bert, checkpoint, data, loaders, plots, probe, smallcnn, text, vision, zoo
+from utils import text
 
 UTILS = Path(utils.__file__).resolve().parent
 NAN, INF = float("nan"), float("inf")

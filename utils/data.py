@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .checks import (MAX_CHARS, check_callable, check_choice, check_images, check_indices, check_int, check_labels, check_names, check_nonempty,
-                     check_number, check_same_length, check_seed, check_size, check_texts)
+from .checks import (MAX_CHARS, check_callable, check_choice, check_images, check_indices, check_labels, check_names, check_nonempty,
+                     check_same_length, check_seed, check_size, check_texts)
 
 __all__ = ["SPLITS", "check_split", "split_indices", "subsample_per_class", "ImageTensorDataset", "TextDataset",
            "images_from_arrays", "image_folder", "IMAGE_EXTENSIONS", "mnist_digits", "digit_task", "lfw_faces",

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .checks import check_features, check_int, check_labels, check_number, check_same_length
 
