@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .checks import check_choice, check_images, check_int, check_model, check_seed
+
 __all__ = ["SHIFTS", "shift_images", "shifted", "bn_layers", "adabn"]
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -45,21 +47,23 @@ SHIFTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
 
 def shift_images(images: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
     """A shifted copy of a batch of [0, 1] images (N, C, H, W); random shifts are reproducible through `seed`."""
-    if kind not in SHIFTS:
-        raise ValueError(f"Unknown shift {kind!r}; choose one of {', '.join(SHIFTS)}.")
+    check_choice(kind, "shift kind", SHIFTS)
     if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float batch (N, C, H, W) in [0, 1]; got "
                          f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}.")
-    return SHIFTS[kind](images, torch.Generator().manual_seed(seed)).contiguous()
+    images = check_images(images, "images", channels=None)
+    return SHIFTS[kind](images, torch.Generator().manual_seed(check_seed(seed))).contiguous()
 
 
 def shifted(dataset, kind: str, seed: int = 0):
-    """The same labelled images (an `ImageTensorDataset`) seen through a domain shift; its transform is kept."""
+    """The same labelled images (an `ImageTensorDataset`) seen through a domain shift; its transform and normalisation
+    are kept (only the pixels change)."""
     from .data import ImageTensorDataset
 
     if not isinstance(dataset, ImageTensorDataset):
-        raise TypeError(f"shifted() needs an ImageTensorDataset (raw [0, 1] images in memory); got {type(dataset).__name__}.")
-    return ImageTensorDataset(shift_images(dataset.images, kind, seed), dataset.labels, dataset.classes, dataset.transform)
+        raise TypeError(f"dataset must be an ImageTensorDataset (raw [0, 1] images in memory) for shifted(); got "
+                        f"{type(dataset).__name__}.")
+    return dataset._like(shift_images(dataset.images, kind, seed), dataset.labels, dataset.transform, dataset.normalize)
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, _BN]]:
@@ -81,12 +85,16 @@ def adabn(model: nn.Module, target_loader: Iterable, max_batches: int | None = N
     Li et al.'s AdaBN: weights stay as trained, only the normalisation statistics move to the new domain. Statistics
     are a cumulative average over the batches (momentum=None), so the result does not depend on the old values.
     """
+    check_model(model)
+    if max_batches is not None:
+        max_batches = check_int(max_batches, "max_batches", 1, hint="(None for the whole loader)")
+    if hasattr(target_loader, "__len__") and len(target_loader) == 0:
+        raise ValueError("target_loader yields no batches; AdaBN needs unlabelled target images. Check the dataset is "
+                         "not empty (and drop_last with a small dataset).")
     layers = bn_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no BatchNorm layer with running statistics, so AdaBN has nothing "
                          "to re-estimate. (LayerNorm/GroupNorm models normalise per example and need no AdaBN.)")
-    if max_batches is not None and max_batches < 1:
-        raise ValueError(f"max_batches must be at least 1 (or None for the whole loader), got {max_batches}.")
     saved = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in layers}
     modes = {m: m.training for m in model.modules()}
     momenta = {m: m.momentum for _, m in layers}

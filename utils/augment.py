@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .checks import check_callable, check_choice, check_images, check_int, check_seed
 from .models import DataConfig, data_config
 
 __all__ = ["LEVELS", "DOMAINS", "augmentation", "transform_gallery", "denormalize", "with_transform", "OnTheFly",
@@ -25,10 +26,9 @@ def _cfg(cfg: DataConfig | nn.Module) -> DataConfig:
 
 
 def _size(size, cfg: DataConfig) -> int:
-    size = cfg.input_size if size is None else size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 pixels (or None for the model's {cfg.input_size}), got {size!r}.")
-    return size
+    if size is None:
+        return cfg.input_size
+    return check_int(size, "size", 8, hint=f"(pixels; None for the model's {cfg.input_size})")
 
 
 def _geometric(level: str, domain: str, size: int) -> list:
@@ -69,11 +69,11 @@ def augmentation(level: str, cfg: DataConfig | nn.Module, size: int | None = Non
     resized to the model's resolution (or `size`) and normalised with its mean/std (skip with normalize=False)."""
     from torchvision.transforms import v2
 
-    if level not in LEVELS:
-        raise ValueError(f"Unknown augmentation level {level!r}; choose one of {', '.join(LEVELS)}.")
-    if domain not in DOMAINS:
-        raise ValueError(f"Unknown domain {domain!r}; choose 'photo' (flips and crops are safe) or 'digits' "
-                         "(orientation carries the label: no flips).")
+    check_choice(level, "augmentation level", LEVELS)
+    check_choice(domain, "domain ('photo': flips and crops are safe; 'digits': orientation carries the label, no flips)",
+                 DOMAINS)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be True (end with the model's mean/std) or False, got {normalize!r}.")
     cfg = _cfg(cfg)
     size = _size(size, cfg)
     ops = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *_geometric(level, domain, size), *_photometric(level)]
@@ -102,27 +102,41 @@ def transform_gallery(size: int) -> dict[str, Callable]:
 def denormalize(x: torch.Tensor, cfg: DataConfig | nn.Module) -> torch.Tensor:
     """Undo the model's normalisation (for showing what the model sees), clipped to [0, 1]."""
     cfg = _cfg(cfg)
+    if not torch.is_tensor(x) or x.ndim not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"x must be normalised images (3, H, W) or (N, 3, H, W), got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
     shape = (3, 1, 1) if x.ndim == 3 else (1, 3, 1, 1)
     mean, std = torch.tensor(cfg.mean).view(shape), torch.tensor(cfg.std).view(shape)
     return (x.cpu() * std + mean).clamp(0, 1)
 
 
 def with_transform(dataset, transform: Callable | None):
-    """The same in-memory images (not copied) with a different per-item transform: one split, many pipelines."""
-    from .data import ImageTensorDataset
+    """The same in-memory images (not copied) with a different per-item transform: one split, many pipelines.
+
+    The dataset's normalisation is kept, unless the transform normalises itself (an `augmentation(...)` pipeline
+    does by default): then the transform's is used, so images are normalised exactly once."""
+    from .data import ImageTensorDataset, _normalizer
 
     if not isinstance(dataset, ImageTensorDataset):
         raise TypeError(f"with_transform takes a utils.ImageTensorDataset, got {type(dataset).__name__}; "
                         "wrap other datasets with augment.OnTheFly(dataset, transform).")
-    return ImageTensorDataset(dataset.images, dataset.labels, dataset.classes, transform)
+    check_callable(transform, "transform", "E.g. augment.augmentation('light', model).")
+    own = _normalizer(transform) if transform is not None else None
+    if own is not None and dataset.normalize is not None and own != (dataset.normalize.mean, dataset.normalize.std):
+        raise ValueError(f"transform normalises with mean/std {own}, but the dataset was built for "
+                         f"{(dataset.normalize.mean, dataset.normalize.std)}: build the transform for the same model.")
+    out = dataset.with_options(transform=transform, normalize=None if own is not None else "keep")
+    out.normalize_unset = dataset.normalize_unset and own is None
+    return out
 
 
 class OnTheFly(Dataset):
     """Apply a transform to each (image, label) item as it is loaded, so every epoch sees new random views."""
 
     def __init__(self, dataset: Dataset, transform: Callable):
-        if not callable(transform):
-            raise TypeError(f"transform must be callable (e.g. augment.augmentation('light', model)), got {transform!r}.")
+        check_callable(transform, "transform", "E.g. augment.augmentation('light', model).", allow_none=False)
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            raise TypeError(f"dataset must be a map-style dataset (indexable, with a length), got {type(dataset).__name__}.")
         self.dataset, self.transform = dataset, transform
 
     def __len__(self) -> int:
@@ -140,11 +154,16 @@ def augment_grid(image: torch.Tensor, transforms: Mapping[str, Callable], n: int
     if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError("image must be a float (3, H, W) tensor in [0, 1]; convert a photo with "
                          "utils.to_tensor(photo)[0].")
+    image = check_images(image[None], "image")[0]
+    if not isinstance(transforms, Mapping):
+        raise TypeError(f"transforms must be a dict of name -> transform, e.g. augment.transform_gallery(size); got "
+                        f"{type(transforms).__name__}.")
     if not transforms:
         raise ValueError("transforms is empty; pass e.g. augment.transform_gallery(size).")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer (views per transform), got {n!r}.")
-    torch.manual_seed(seed)
+    for name, t in transforms.items():
+        check_callable(t, f"transforms[{name!r}]", allow_none=False)
+    n = check_int(n, "n", 1, hint="(views per transform)")
+    torch.manual_seed(check_seed(seed))
     images, titles = [], []
     for name, t in transforms.items():
         images.append(image)

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import cache
-from .checks import MAX_CHARS, check_texts
+from .checks import MAX_CHARS, check_choice, check_int, check_names, check_number, check_texts
 from .groups import LayerGroup
 from .text import masked_mean
 from .train import forward, to_device
@@ -34,13 +34,16 @@ HEAD_FILE = "mean_pool_head.safetensors"  # save_classifier's file for a MeanPoo
 
 
 def _check_max_length(tokenizer, max_length: int) -> int:
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer (e.g. from utils.load_minilm()), got "
+                        f"{type(tokenizer).__name__}.")
     limit = min(getattr(tokenizer, "model_max_length", 512), 4096)
-    if not isinstance(max_length, int) or not 2 < max_length <= limit:
-        raise ValueError(f"max_length must be an int in 3..{limit} (room for [CLS], a token and [SEP]), got {max_length!r}.")
-    return max_length
+    return check_int(max_length, "max_length", 3, limit, hint="(room for [CLS], a token and [SEP])")
 
 
 def _check_pooling(pooling: str | Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(pooling, (str, list, tuple)):
+        raise TypeError(f"pooling must be one of {POOLINGS} or a tuple of them, got {pooling!r}.")
     wanted = (pooling,) if isinstance(pooling, str) else tuple(pooling)
     bad = [p for p in wanted if p not in POOLINGS]
     if bad or not wanted:
@@ -56,6 +59,13 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
 
 def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """One vector per sequence: the [CLS] position, or the mean over real (non-padding) tokens only."""
+    check_choice(pooling, "pooling", POOLINGS)
+    if not torch.is_tensor(hidden) or hidden.ndim != 3:
+        raise ValueError(f"hidden must be (batch, tokens, dim) hidden states, got "
+                         f"{tuple(hidden.shape) if torch.is_tensor(hidden) else type(hidden).__name__}.")
+    if not torch.is_tensor(mask) or tuple(mask.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(f"mask must be the (batch, tokens) attention mask matching hidden {tuple(hidden.shape[:2])}, got "
+                         f"{tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__}.")
     return hidden[:, 0] if pooling == "cls" else masked_mean(hidden, mask)
 
 
@@ -68,8 +78,10 @@ class MeanPoolClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_labels: int = 2, dropout: float = 0.1):
         super().__init__()
-        if num_labels < 2:
-            raise ValueError(f"num_labels must be at least 2, got {num_labels}.")
+        num_labels = check_int(num_labels, "num_labels", 2)
+        dropout = check_number(dropout, "dropout", 0, 1, hi_open=True)
+        if not hasattr(encoder, "config") or not hasattr(encoder.config, "hidden_size"):
+            raise TypeError(f"encoder must be a Hugging Face encoder (e.g. utils.load_minilm()[1]), got {type(encoder).__name__}.")
         self.encoder, self.config = encoder, encoder.config
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler.requires_grad_(False)  # BERT's [CLS] pooler: computed, but mean pooling never reads it
@@ -108,6 +120,8 @@ def encode_texts(tokenizer, model: nn.Module, texts: Sequence[str], max_length: 
     """
     texts, poolings = check_texts(texts), _check_pooling(pooling)
     _check_max_length(tokenizer, max_length)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    check_choice(padding, "padding", ("longest", "max_length"))
     device = next(model.parameters()).device
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort else list(range(len(texts)))
@@ -134,6 +148,7 @@ def cached_encode(tokenizer, model: nn.Module, texts: Sequence[str], max_length:
                   progress: bool = True):
     """`encode_texts`, but each (model weights, texts, max_length, pooling) result is computed once and kept on disk."""
     texts, poolings = check_texts(texts), _check_pooling(pooling)
+    batch_size = check_int(batch_size, "batch_size", 1)
     folder = Path(folder).expanduser() if folder else cache.cache_dir("embeddings")
     key = _cache_key(tokenizer, model, texts, _check_max_length(tokenizer, max_length))
     paths = {p: folder / f"{key}-{p}.safetensors" for p in poolings}
@@ -151,7 +166,7 @@ class TokenizeCollate:
 
     def __init__(self, tokenizer, max_length: int = 64, classes: Sequence[str] | None = None):
         self.tokenizer, self.max_length = tokenizer, _check_max_length(tokenizer, max_length)
-        self.classes = list(classes) if classes is not None else None
+        self.classes = check_names(classes, "classes") if classes is not None else None
 
     def label_id(self, y) -> int:
         """Integer class of a label given as an int or as a class name ("fresh")."""
@@ -184,14 +199,20 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequ
 
     Modifies `model` in place (peft injects the adapters) and returns the wrapping `PeftModel`.
     """
-    from peft import LoraConfig, TaskType, get_peft_model
+    from .checks import check_model
 
-    if not isinstance(r, int) or r < 1:
-        raise ValueError(f"LoRA rank r must be a positive int, got {r!r}.")
+    check_model(model)
+    r = check_int(r, "r", 1, hint="(the LoRA rank, e.g. 8)")
+    alpha = check_number(alpha, "alpha", 0, None, lo_open=True, hint="(LoRA scaling, often 2 * r)")
+    dropout = check_number(dropout, "dropout", 0, 1, hi_open=True)
+    target_modules = check_names(target_modules, "target_modules")
     linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     missing = sorted(set(target_modules) - linear)
     if missing:
-        raise ValueError(f"No nn.Linear named {missing} in {type(model).__name__}; its linear layers are called {sorted(linear)}.")
+        raise ValueError(f"target_modules: no nn.Linear named {missing} in {type(model).__name__}; its linear layers are "
+                         f"called {sorted(linear)}.")
+    from peft import LoraConfig, TaskType, get_peft_model  # after the checks: a bad call fails without importing peft
+
     kind = ({"modules_to_save": ["classifier"]} if isinstance(model, MeanPoolClassifier)  # not an HF model class
             else {"task_type": TaskType.SEQ_CLS})
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), **kind)
@@ -199,11 +220,13 @@ def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequ
 
 
 def _label_names(model: nn.Module, labels: Sequence[str] | None) -> list[str]:
+    if not hasattr(getattr(model, "config", None), "num_labels"):
+        raise TypeError(f"model must be a text classifier with a Hugging Face config (e.g. utils.load_minilm(num_labels=2)"
+                        f"[1]), got {type(model).__name__}.")
     n = model.config.num_labels
-    names = list(labels) if labels is not None else [model.config.id2label[i] for i in range(n)]
-    if len(names) != n or len(set(names)) != n:
-        raise ValueError(f"labels must be {n} distinct names, one per output of the model (got {names}).")
-    return names
+    if labels is None:
+        return [model.config.id2label[i] for i in range(n)]
+    return check_names(labels, "labels", n)
 
 
 def save_classifier(model: nn.Module, tokenizer, folder: str | Path, labels: Sequence[str] | None = None) -> Path:
@@ -232,13 +255,15 @@ def save_classifier(model: nn.Module, tokenizer, folder: str | Path, labels: Seq
 
 def load_classifier(folder: str | Path, device: torch.device | str | None = None):
     """(tokenizer, model) saved by `save_classifier`, in eval mode, loaded offline from the folder."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    if not isinstance(folder, (str, Path)):
+        raise TypeError(f"folder must be a path (str or Path) written by save_classifier, got {type(folder).__name__}.")
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"No saved classifier at {folder}. Save one first with save_classifier(model, tokenizer, {str(folder)!r}).")
     if not (folder / "config.json").exists() or not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} has no config.json or *.safetensors weights; it is not a save_classifier() folder.")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if (folder / HEAD_FILE).exists():
         from safetensors.torch import load_file
@@ -259,8 +284,10 @@ def predict_texts(texts: Sequence[str], model: nn.Module, tokenizer, labels: Seq
 
     Text over `max_chars` characters is refused (ValueError): it is usually a whole file or a concatenation by mistake.
     """
+    max_chars = check_int(max_chars, "max_chars", 1)
     texts, names = check_texts(texts, max_chars=max_chars), _label_names(model, labels)
     _check_max_length(tokenizer, max_length)
+    batch_size = check_int(batch_size, "batch_size", 1)
     long = int((token_lengths(tokenizer, texts) > max_length).sum())
     if long:
         warnings.warn(f"{long} of {len(texts)} texts are longer than max_length={max_length} tokens and were truncated; "

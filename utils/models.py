@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 from torch import nn
 
 from .assets import load_efficientnet_lite
+from .checks import check_int, check_model, check_number
 from .device import is_online
 from .groups import classifier_name
 
-__all__ = ["DataConfig", "OfflineError", "BUNDLED", "list_backbones", "create_backbone", "data_config", "replace_head"]
+__all__ = ["DataConfig", "OfflineError", "BUNDLED", "INTERPOLATIONS", "list_backbones", "create_backbone", "data_config",
+           "replace_head", "track_fine_tuning"]
 
 _HOSTS = {"torchvision": "download.pytorch.org", "timm": "huggingface.co"}
 
@@ -35,6 +37,24 @@ class DataConfig:
     input_size: int
     interpolation: str = "bilinear"
     crop_pct: float | None = None
+
+    def __post_init__(self):
+        for field in ("mean", "std"):
+            v = getattr(self, field)
+            if isinstance(v, str) or not hasattr(v, "__len__") or len(v) != 3:
+                raise ValueError(f"DataConfig.{field} must hold 3 numbers (R, G, B), got {v!r}.")
+            v = tuple(check_number(c, f"DataConfig.{field}[{i}]", 0 if field == "std" else None, lo_open=field == "std")
+                      for i, c in enumerate(v))
+            object.__setattr__(self, field, v)
+        object.__setattr__(self, "input_size", check_int(self.input_size, "DataConfig.input_size", 1))
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"DataConfig.interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}.")
+        if self.crop_pct is not None:
+            object.__setattr__(self, "crop_pct", check_number(self.crop_pct, "DataConfig.crop_pct", 0, 1, lo_open=True,
+                                                              hint="(the share of the resized image the centre crop keeps)"))
+
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "nearest-exact")
 
 
 # The registry of models whose weights ship with the book (name -> loader, data config). The EfficientNet-Lite
@@ -107,7 +127,16 @@ def _torchvision_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConf
             raise _offline_error(name, "torchvision")
     model = tvm.get_model(name, weights=weights)  # torchvision verifies the file's hash on download
     t = (weights or tvm.get_model_weights(name).DEFAULT).transforms()
-    return model, DataConfig(tuple(t.mean), tuple(t.std), int(t.crop_size[0]), t.interpolation.value)
+    crop_pct = round(t.crop_size[0] / t.resize_size[0], 4) if getattr(t, "resize_size", None) else None
+    return model, DataConfig(tuple(t.mean), tuple(t.std), int(t.crop_size[0]), t.interpolation.value, crop_pct)
+
+
+def _timm_data_config(model: nn.Module) -> DataConfig:
+    """timm's own evaluation convention for a model (`resolve_data_config`): mean/std, size, interpolation, crop_pct."""
+    import timm
+
+    c = timm.data.resolve_data_config({}, model=model)
+    return DataConfig(tuple(c["mean"]), tuple(c["std"]), int(c["input_size"][-1]), c["interpolation"], c.get("crop_pct"))
 
 
 def _timm_cached_weights(name: str) -> str | None:
@@ -136,12 +165,19 @@ def _timm_model(name: str, pretrained: bool) -> tuple[nn.Module, DataConfig]:
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
     else:
         model = timm.create_model(name, pretrained=pretrained)
-    cfg = timm.data.resolve_data_config({}, model=model)
-    return model, DataConfig(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cfg["interpolation"])
+    return model, _timm_data_config(model)
 
 
 def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int | None = None) -> nn.Module:
-    """A classification model by name, with its `DataConfig` attached as `model.data_config`; new head if `num_classes`."""
+    """A classification model by name, with its `DataConfig` attached as `model.data_config`; new head if `num_classes`.
+
+    The model also records the resolution it is later trained at (`model.fine_tuned_at`, see `track_fine_tuning`), so
+    `utils.classify` and `utils.preprocess` feed it images the way it was fine-tuned.
+    """
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True (ImageNet weights) or False (random weights), got {pretrained!r}.")
+    if num_classes is not None:
+        check_int(num_classes, "num_classes", 1, hint="(the number of classes of your task; None keeps the ImageNet head)")
     source, bare = _resolve(name)
     if source == "bundled":
         loader, cfg = BUNDLED[bare]
@@ -152,34 +188,47 @@ def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, n
         model, cfg = _timm_model(bare, pretrained)
     model.data_config = cfg
     model.backbone_name = name
+    track_fine_tuning(model)
     if num_classes is not None:
         replace_head(model, num_classes)
     return model
 
 
-def data_config(model: nn.Module) -> DataConfig:
-    """The input convention (resolution, mean/std, interpolation) a model expects, so preprocessing can never guess.
+def data_config(model: nn.Module | DataConfig) -> DataConfig:
+    """The input convention (resolution, mean/std, interpolation, crop) a model expects, so preprocessing never guesses.
 
-    Read from `model.data_config` (set by `create_backbone`, `SmallCNN` and `fine-tuned` checkpoints), else from a timm
-    model's own pretrained config; a model with neither gets an error instead of a silent ImageNet default.
+    Read from `model.data_config` (set by `create_backbone`, `SmallCNN`, `load_model` and checkpoints; updated to the
+    fine-tuning resolution by `track_fine_tuning`), else from a timm model's own pretrained config (then attached as
+    `model.data_config`, so it travels with copies and checkpoints). A model with neither gets an error instead of a
+    silent ImageNet default. A `DataConfig` is returned as it is.
     """
+    if isinstance(model, DataConfig):
+        return model
+    check_model(model)
     cfg = getattr(model, "data_config", None)
-    if isinstance(cfg, DataConfig):
-        return cfg
-    if getattr(model, "pretrained_cfg", None):
-        import timm
-
-        c = timm.data.resolve_data_config({}, model=model)
-        return DataConfig(tuple(c["mean"]), tuple(c["std"]), int(c["input_size"][-1]), c["interpolation"])
-    raise ValueError(f"{type(model).__name__} carries no input convention. Set one: model.data_config = "
-                     "utils.DataConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=224) "
-                     "(ImageNet's), or create the model with utils.create_backbone(...).")
+    if cfg is not None and not isinstance(cfg, DataConfig):
+        raise TypeError(f"model.data_config is a {type(cfg).__name__}, not a utils.DataConfig; set it with "
+                        "utils.DataConfig(mean=..., std=..., input_size=...).")
+    if cfg is None and getattr(model, "pretrained_cfg", None):
+        cfg = _timm_data_config(model)
+        model.data_config = cfg
+    if cfg is None:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)  # DDP / torch.compile wrappers
+        if isinstance(inner, nn.Module):
+            return data_config(inner)
+        raise ValueError(f"{type(model).__name__} carries no input convention (no model.data_config). Set the one its "
+                         "weights were trained with, e.g. model.data_config = utils.DataConfig(mean=(0.485, 0.456, 0.406), "
+                         "std=(0.229, 0.224, 0.225), input_size=224) for ImageNet torchvision weights, or create the "
+                         "model with utils.create_backbone(...), which attaches it.")
+    track_fine_tuning(model)
+    return cfg
 
 
 def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0) -> nn.Module:
     """Swap the final layer for a freshly initialised one with `num_classes` outputs (in place; returns the model)."""
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    check_model(model)
+    num_classes = check_int(num_classes, "num_classes", 1, hint="(the number of classes of your task)")
+    dropout = check_number(dropout, "dropout", 0, 1, hi_open=True, hint="(the share of features dropped; 0 = none)")
     name = classifier_name(model)
     old = model.get_submodule(name)
     if isinstance(old, nn.Sequential) and isinstance(old[-1], nn.Linear):  # a head we made earlier, with dropout
@@ -193,4 +242,40 @@ def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0) -> nn
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
+    if getattr(model, "classes", None) is not None:  # names of the old head's outputs no longer apply
+        model.classes = None
+    if getattr(model, "data_config", None) is not None or getattr(model, "pretrained_cfg", None):
+        track_fine_tuning(model)
+    return model
+
+
+# --- The resolution a model was fine-tuned at ----------------------------------------------------------------------
+def _record_input_size(module: nn.Module, args) -> None:
+    """Forward pre-hook: in a training step (train mode, autograd on), remember the side of the square input images."""
+    if not module.training or not torch.is_grad_enabled() or not args:
+        return
+    x = args[0]
+    if not torch.is_tensor(x) or x.ndim != 4 or x.shape[-1] != x.shape[-2] or torch.compiler.is_compiling():
+        return
+    size = int(x.shape[-1])
+    if getattr(module, "fine_tuned_at", None) == size:
+        return
+    module.fine_tuned_at = size
+    cfg = getattr(module, "data_config", None)
+    if isinstance(cfg, DataConfig):
+        # The book's datasets (and utils.images_from_arrays / image_folder) show the model the whole image resized to
+        # `size`: a fine-tuned model is fed new images the same way (crop_pct 1.0), so classify agrees with predict.
+        module.data_config = replace(cfg, input_size=size, crop_pct=1.0)
+
+
+def track_fine_tuning(model: nn.Module) -> nn.Module:
+    """Make `model` record the resolution it is trained at: the first training step on S×S images sets
+    `model.fine_tuned_at = S` and `model.data_config` to input_size S with crop_pct 1.0 (whole image, as the book's
+    datasets give it). `create_backbone`, `replace_head`, `data_config` and `load_model` call this; it is idempotent.
+    Steps under `torch.compile` and non-square inputs are not recorded (set `model.data_config` yourself then).
+    """
+    check_model(model)
+    if not getattr(model, "_tracks_input_size", False):
+        model.register_forward_pre_hook(_record_input_size)
+        model._tracks_input_size = True
     return model

@@ -9,17 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .checks import check_same_length
+from .checks import check_features, check_int, check_labels, check_number, check_same_length
 
 __all__ = ["Probe", "linear_probe", "CS"]
 
 CS = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried, strongest regularisation first
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
 @dataclass
@@ -30,29 +25,41 @@ class Probe:
     c: float
     val_scores: dict[float, float]
 
+    def _x(self, x, name: str = "x") -> np.ndarray:
+        x = check_features(x, name).numpy()
+        if x.shape[1] != self.model.n_features_in_:
+            raise ValueError(f"{name} has {x.shape[1]} features but the probe was fitted on {self.model.n_features_in_}; "
+                             "use features from the same model and layer.")
+        return x
+
     def score(self, x, y) -> float:
         """Accuracy on features `x` with labels `y`."""
-        return float(self.model.score(_np(x), _np(y)))
+        y = check_labels(y, "y")
+        check_same_length(x, y, "x", "y")
+        return float(self.model.score(self._x(x), y.numpy()))
 
     def predict_proba(self, x) -> np.ndarray:
-        return self.model.predict_proba(_np(x))
+        return self.model.predict_proba(self._x(x))
 
 
 def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_iter: int = 5000) -> Probe:
     """Fit one probe per C in `cs` on the training features, keep the best on validation (ties: the smaller C)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    check_same_length(train_x, train_y, "train_x", "train_y")
-    check_same_length(val_x, val_y, "val_x", "val_y")
-    tx, ty, vx, vy = _np(train_x), _np(train_y), _np(val_x), _np(val_y)
-    if tx.ndim != 2 or vx.ndim != 2 or tx.shape[1] != vx.shape[1]:
+    tx, vx = check_features(train_x, "train_x").numpy(), check_features(val_x, "val_x").numpy()
+    ty, vy = check_labels(train_y, "train_y").numpy(), check_labels(val_y, "val_y").numpy()
+    check_same_length(tx, ty, "train_x", "train_y")
+    check_same_length(vx, vy, "val_x", "val_y")
+    if tx.shape[1] != vx.shape[1]:
         raise ValueError(f"Features must be (N, D) with the same D for train and val; got {tx.shape} and {vx.shape}.")
     if len(np.unique(ty)) < 2:
         raise ValueError("train_y holds a single class; a probe needs examples of at least two classes.")
-    if not cs:
+    if isinstance(cs, (str, bytes)) or not hasattr(cs, "__iter__") or not list(cs):
         raise ValueError("cs must list at least one regularisation strength, e.g. (0.01, 0.1, 1.0).")
+    cs = [check_number(c, "each of cs", 0, None, lo_open=True) for c in cs]
+    max_iter = check_int(max_iter, "max_iter", 1)
+    from sklearn.linear_model import LogisticRegression  # imported after the checks: a bad call fails at once
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     scores, best, best_c = {}, None, None
     for c in sorted(cs):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter)).fit(tx, ty)

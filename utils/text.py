@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from .checks import check_texts
+from .checks import check_int, check_number, check_seed, check_size, check_texts
 
 __all__ = ["tokenize", "masked_mean", "masked_max", "Vocab", "collate_tokens", "glove_matrix", "Coverage",
            "LSTMClassifier"]
@@ -35,6 +35,8 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def tokenize(text: str) -> list[str]:
     """Lower-case words split the way GloVe was trained ("isn't" → "is", "n't"), punctuation as separate tokens."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be one string, got {type(text).__name__}; for several, loop: [tokenize(t) for t in texts].")
     return _TOKEN.findall(text.lower())
 
 
@@ -44,6 +46,8 @@ class Vocab:
     PAD, UNK = 0, 1
 
     def __init__(self, texts: Sequence[str], min_freq: int = 2, max_size: int | None = None):
+        min_freq = check_int(min_freq, "min_freq", 1, hint="(keep tokens seen at least this often in the training text)")
+        max_size = check_size(max_size, "max_size", allow_none=True)
         counts = Counter(tok for t in check_texts(texts) for tok in tokenize(t))
         kept = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_freq][:max_size]
         if not kept:
@@ -57,17 +61,22 @@ class Vocab:
 
     def encode(self, text: str, max_len: int | None = None) -> torch.Tensor:
         """Token ids of one text (unknown tokens → 1), cut to the first `max_len`."""
-        ids = [self.stoi.get(tok, self.UNK) for tok in tokenize(check_texts([text])[0])][:max_len] or [self.UNK]
+        max_len = check_size(max_len, "max_len", allow_none=True)
+        ids = [self.stoi.get(tok, self.UNK) for tok in tokenize(check_texts([text], "text")[0])][:max_len] or [self.UNK]
         return torch.tensor(ids, dtype=torch.long)
 
     def unk_rate(self, texts: Sequence[str]) -> float:
         """Fraction of tokens in `texts` the vocabulary does not know."""
-        toks = [tok for t in texts for tok in tokenize(t)]
+        toks = [tok for t in check_texts(texts) for tok in tokenize(t)]
         return sum(tok not in self.stoi for tok in toks) / max(len(toks), 1)
 
 
 def collate_tokens(vocab: Vocab, max_len: int = 64):
     """A DataLoader collate_fn: raw (text, label) pairs → ((padded ids, lengths), labels), longest first in no order."""
+    if not isinstance(vocab, Vocab):
+        raise TypeError(f"vocab must be a utils.text.Vocab built from the training texts, got {type(vocab).__name__}.")
+    max_len = check_int(max_len, "max_len", 1, hint="(tokens kept per text)")
+
     def collate(batch):
         seqs = [vocab.encode(t, max_len) for t, _ in batch]
         lengths = torch.tensor([len(s) for s in seqs])
@@ -87,7 +96,11 @@ class Coverage:
 
 def glove_matrix(vocab: Vocab, glove, seed: int = 0) -> tuple[torch.Tensor, Coverage]:
     """An embedding matrix for `vocab` from GloVe; unknown words get small random vectors, padding stays zero."""
-    rng = np.random.default_rng(seed)
+    if not isinstance(vocab, Vocab):
+        raise TypeError(f"vocab must be a utils.text.Vocab, got {type(vocab).__name__}.")
+    if not (hasattr(glove, "vectors") and hasattr(glove, "index")):
+        raise TypeError(f"glove must be utils.load_glove()'s result (vectors + index), got {type(glove).__name__}.")
+    rng = np.random.default_rng(check_seed(seed))
     dim = glove.vectors.shape[1]
     scale = float(glove.vectors[:10000].std())
     mat = rng.normal(0, scale, size=(len(vocab), dim)).astype(np.float32)
@@ -107,8 +120,15 @@ class LSTMClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int = 2, emb_dim: int = 50, hidden: int = 64,
                  embeddings: torch.Tensor | None = None, freeze_embeddings: bool = False, dropout: float = 0.3):
         super().__init__()
+        vocab_size = check_int(vocab_size, "vocab_size", 2, hint="(len(vocab): padding, unknown and the words)")
+        num_classes = check_int(num_classes, "num_classes", 2)
+        emb_dim, hidden = check_int(emb_dim, "emb_dim", 1), check_int(hidden, "hidden", 1)
+        dropout = check_number(dropout, "dropout", 0, 1, hi_open=True)
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=Vocab.PAD)
         if embeddings is not None:
+            if not torch.is_tensor(embeddings):
+                raise TypeError(f"embeddings must be a float tensor ({vocab_size}, {emb_dim}), e.g. from glove_matrix; got "
+                                f"{type(embeddings).__name__}.")
             if embeddings.shape != (vocab_size, emb_dim):
                 raise ValueError(f"embeddings are {tuple(embeddings.shape)}, expected ({vocab_size}, {emb_dim}).")
             self.embedding.weight.data.copy_(embeddings)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .checks import check_int, check_model
+
 __all__ = ["FAMILIES", "model_family", "is_classifier_weights", "zoo_table", "pareto_front", "plot_zoo", "Latency", "measure_latency",
            "latency_table", "count_gmacs"]
 
@@ -23,6 +25,8 @@ FAMILIES: tuple[tuple[str, str], ...] = (
 
 def model_family(name: str) -> str:
     """The architecture family of a torchvision model name, so the zoo chart can colour related models alike."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name (str), e.g. 'resnet50'; got {type(name).__name__}.")
     for prefix, family in FAMILIES:
         if name.startswith(prefix):
             return family
@@ -56,9 +60,12 @@ def zoo_table() -> "pandas.DataFrame":
 
 def pareto_front(df: "pandas.DataFrame", cost: str = "gflops", score: str = "acc1") -> "pandas.DataFrame":
     """Rows no other row beats on both axes (cheaper or as cheap, and at least as accurate): the only sensible picks."""
+    if not hasattr(df, "columns") or not hasattr(df, "sort_values"):
+        raise TypeError(f"df must be a pandas DataFrame such as zoo_table(), got {type(df).__name__}.")
     missing = {cost, score} - set(df.columns)
     if missing:
-        raise ValueError(f"pareto_front needs columns {sorted(missing)}; the table has {list(df.columns)}.")
+        raise ValueError(f"pareto_front needs columns {sorted(missing)} (cost={cost!r}, score={score!r}); the table has "
+                         f"{list(df.columns)}.")
     if df[[cost, score]].isna().any().any():
         raise ValueError(f"Columns {cost!r} and {score!r} must have no NaNs; drop or fill those rows first.")
     ordered = df.sort_values([cost, score], ascending=[True, False], kind="stable")
@@ -108,9 +115,7 @@ class Latency:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
+    return check_int(value, name, minimum)
 
 
 def _input_shape(input_size) -> tuple[int, int, int]:
@@ -146,8 +151,7 @@ def _timed_forwards(model: nn.Module, x: torch.Tensor, steps: int, warmup: int) 
 
 def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, steps: int = 10, warmup: int = 2) -> Latency:
     """Time inference on random input on the model's own device (eval mode, no autograd), after `warmup` untimed runs."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"measure_latency times an nn.Module, got {type(model).__name__}.")
+    check_model(model)
     c, h, w = _input_shape(input_size)
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("steps", steps)
@@ -177,6 +181,20 @@ def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int,
     import pandas as pd
     from tqdm.auto import tqdm
 
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"models must be a non-empty dict of name -> nn.Module, got {type(models).__name__}"
+                        f"{' (empty)' if isinstance(models, Mapping) else ''}.")
+    if isinstance(settings, (str, bytes)) or not hasattr(settings, "__iter__"):
+        raise TypeError(f"settings must be a list of (input_size, batch_size) pairs, got {settings!r}.")
+    settings = list(settings)
+    if not settings or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in settings):
+        raise ValueError(f"settings must be a non-empty list of (input_size, batch_size) pairs, e.g. [(224, 1)]; got {settings!r}.")
+    for size, bs in settings:
+        try:
+            _input_shape(size)
+            _check_positive_int("batch_size", bs)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"settings: ({size!r}, {bs!r}) is not a valid (input_size, batch_size) pair: {exc}") from None
     jobs = [(name, size, bs) for name in models for size, bs in settings]
     rows = []
     for name, size, bs in tqdm(jobs, desc="timing", leave=False):
@@ -189,6 +207,7 @@ def count_gmacs(model: nn.Module, input_size=224) -> float:
     """Billions of multiply-accumulates for one image (convolutions and matmuls), measured by tracing a forward pass."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    check_model(model)
     c, h, w = _input_shape(input_size)
     param = next(model.parameters(), None)
     x = torch.randn(1, c, h, w, device=param.device if param is not None else "cpu")
