@@ -216,24 +216,8 @@ def _without(table: dict, *labels: str) -> dict:
 
 # --- The sweep table: function -> (valid arguments, {argument: bad values}) --------------------------------------------
 # Out-of-scope modules whose failing cases are expected to fail (reported to their owners); non-strict xfail.
-_CONV = "utils/train.py: images with the wrong channel count surface as torch's convolution error"
-_GROUPS = "utils/groups.py: layer_groups's message ('layer_groups takes an nn.Module') does not name the model argument"
-_FOLDS = "utils/evidence.py: repeated_folds does not check labels/seed/n_splits before sklearn and numpy"
-_SMALL = "utils/smallcnn.py: small_cnn does not check widths/seed"
 KNOWN = {
-    ("utils.train.fit", "train_loader", "one-channel images"): _CONV,
-    ("utils.train.evaluate", "loader", "one-channel images"): _CONV,
-    ("utils.train.predict", "loader", "one-channel images"): _CONV,
-    ("utils.train.predict", "loader", "labels beyond the head"): "utils/train.py: predict does not check labels (harmless)",
-    **{("utils.groups.unfreeze_last", "model", k): _GROUPS for k in MODEL},
-    **{("utils.optim.make_optimizer", "model", k): _GROUPS for k in MODEL},
-    ("utils.optim.make_scheduler", "total_steps", "string"): "utils/optim.py: total_steps is not checked before arithmetic",
-    ("utils.smallcnn.save_small_cnn", "classes", "wrong count"): "utils/smallcnn.py: message does not name classes",
-    ("utils.smallcnn.small_cnn", "widths", "bare number"): _SMALL,
-    **{("utils.smallcnn.small_cnn", "seed", k): _SMALL for k in SEED},
-    **{("utils.evidence.repeated_folds", "labels", k): _FOLDS for k in LABEL_LIST},
-    **{("utils.evidence.repeated_folds", "seed", k): _FOLDS for k in SEED},
-    **{("utils.evidence.repeated_folds", "n_splits", k): _FOLDS for k in ("float", "string")},
+    ("utils.train.predict", "loader", "labels beyond the head"): "utils/train.py: predict does not read labels (harmless)",
 }
 
 SWEEP = {
@@ -431,7 +415,7 @@ EXEMPT = {
         "utils.cache.atomic_path", "utils.cache.save_tensors", "utils.cache.load_tensors", "utils.cache.clear_cache",
         "utils.loaders.default_num_workers", "utils.loaders.seed_worker", "utils.loaders.main_is_importable",
         "utils.loaders.is_in_memory", "utils.loaders.start_method", "utils.zoo.zoo_table", "utils.zoo.is_classifier_weights",
-        "utils.zoo.plot_zoo", "utils.train.to_device", "utils.train.forward"],
+        "utils.zoo.plot_zoo", "utils.train.to_device", "utils.train.forward", "utils.plots.legend_outside"],
     "model structure helpers (take a model only; tested in test_groups.py)": [
         "utils.groups.backbone_groups", "utils.groups.classifier_name", "utils.groups.count_parameters",
         "utils.groups.freeze", "utils.groups.unfreeze", "utils.groups.frozen_bn_eval", "utils.groups.get_classifier",
@@ -448,7 +432,7 @@ EXEMPT = {
         "utils.explorer.runs_table", "utils.explorer.plot_runs", "utils.explorer.explorer_widget",
         "utils.diagnose.check_history", "utils.diagnose.evidence", "utils.diagnose.diagnose", "utils.diagnose.diagnose_table",
         "utils.diagnose.plot_diagnosis", "utils.diagnose.fit_keep_best", "utils.charlm.CharLM",
-        "utils.charlm.cudnn_to_torch_lstm", "utils.charlm.load_pretrained_charlm", "utils.charlm.encode",
+        "utils.charlm.cudnn_to_torch_lstm", "utils.charlm.load_pretrained_charlm", "utils.charlm.text_to_ids",
         "utils.charlm.next_char_probs", "utils.charlm.generate", "utils.charlm.CharLMClassifier",
         "utils.distributed.setup_distributed", "utils.distributed.ResumableSampler", "utils.distributed.capture_rng",
         "utils.distributed.restore_rng", "utils.distributed.gather", "utils.distributed.mean_over_ranks",

@@ -117,8 +117,10 @@ def _toc_parts() -> list[dict]:
 
 
 def test_notebook_file_names_are_numbered_without_gaps():
-    numbers = [_number(nb.stem) for nb in NOTEBOOKS]
-    assert None not in numbers, f"chapter files must be named NN_name.ipynb: {[nb.name for nb in NOTEBOOKS]}"
+    """Chapters are NN_name.ipynb; appendices (appendix_name.ipynb) are unnumbered back matter."""
+    chapters = [nb for nb in NOTEBOOKS if not nb.stem.startswith("appendix_")]
+    numbers = [_number(nb.stem) for nb in chapters]
+    assert None not in numbers, f"chapter files must be named NN_name.ipynb (or appendix_name.ipynb): {[nb.name for nb in chapters]}"
     assert numbers == list(range(1, len(numbers) + 1)), f"chapter numbers must run 1, 2, 3, ... with no gap or repeat: {numbers}"
 
 
@@ -126,7 +128,7 @@ def test_toc_lists_chapters_in_file_order_in_their_parts():
     listed = []
     for part in _toc_parts():
         for entry in part["chapters"]:
-            if entry["file"].startswith("notebooks/"):
+            if entry["file"].startswith("notebooks/") and not Path(entry["file"]).name.startswith("appendix_"):
                 n = _number(Path(entry["file"]).name)
                 assert part["caption"] in PARTS and n in PARTS[part["caption"]], (
                     f"{entry['file']} is in the part {part['caption']!r}; chapter {n} belongs to "

@@ -120,7 +120,7 @@ def test_save_and_load_keep_norm_and_dropout(tmp_path):
 
 def test_save_and_load_errors(tmp_path):
     model = sc.small_cnn(3, widths=(8,), input_size=8)
-    with pytest.raises(ValueError, match="class names"):
+    with pytest.raises(ValueError, match="classes has 2 names"):
         sc.save_small_cnn(model, tmp_path / "m.safetensors", ["a", "b"])
     with pytest.raises(TypeError, match="SmallCNN"):
         sc.save_small_cnn(torch.nn.Linear(2, 3), tmp_path / "m.safetensors", ["a", "b", "c"])

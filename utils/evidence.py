@@ -80,9 +80,16 @@ def repeated_folds(labels, n_splits: int = 5, n_repeats: int = 3, seed: int = 0)
     """Repeated stratified k-fold over *all* examples: every example is tested once per repeat (for tiny datasets)."""
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    labels = np.asarray(labels)
-    counts = np.bincount(labels) if labels.dtype.kind in "iu" else np.unique(labels, return_counts=True)[1]
-    if n_splits < 2 or min(counts[counts > 0]) < n_splits:
+    from .checks import check_int, check_labels, check_seed
+
+    labels = check_labels(labels, "labels").numpy()
+    if len(labels) == 0:
+        raise ValueError("labels is empty: pass one class index per example.")
+    n_splits = check_int(n_splits, "n_splits", 2)
+    n_repeats = check_int(n_repeats, "n_repeats", 1)
+    seed = check_seed(seed)
+    counts = np.bincount(labels)
+    if min(counts[counts > 0]) < n_splits:
         raise ValueError(f"n_splits must be >= 2 and at most the smallest class size ({min(counts[counts > 0])}); got {n_splits}.")
     rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     return [Fold(i // n_splits, i % n_splits, tr, te) for i, (tr, te) in enumerate(rskf.split(np.zeros(len(labels)), labels))]

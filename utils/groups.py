@@ -167,7 +167,7 @@ def hf_encoder_layer_groups(model: nn.Module) -> list[LayerGroup]:
 def layer_groups(model: nn.Module) -> list[LayerGroup]:
     """The model's groups from input to output; the last one is the head. One rule per family (see the module doc)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"layer_groups takes an nn.Module, got {type(model).__name__}.")
+        raise TypeError(f"model must be a torch nn.Module (e.g. utils.create_backbone(...)), got {type(model).__name__}.")
     own = getattr(model, "layer_groups", None)
     if callable(own):
         groups = list(own())

@@ -102,6 +102,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     from .checks import check_choice
 
     check_choice(schedule, "schedule", ("constant", "cosine", "linear"))
+    total_steps = check_int(total_steps, "total_steps", 1, hint="It is usually epochs * len(train_loader).")
     warmup = check_number(warmup, "warmup", 0, 1, hi_open=True, hint="(a fraction of the training steps, e.g. 0.1)")
     if schedule == "constant":
         if warmup:

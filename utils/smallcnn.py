@@ -26,7 +26,7 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64, 128), in_chans: int = 3,
                  input_size: int = 32, norm: bool = True, dropout: float = 0.0):
         super().__init__()
-        if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
+        if isinstance(widths, (int, str)) or not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive ints (channels per block), got {widths!r}.")
         if input_size < 2 ** len(widths):
             raise ValueError(f"input_size {input_size} is too small for {len(widths)} blocks (each halves it); "
@@ -72,6 +72,10 @@ class SmallCNN(nn.Module):
 def small_cnn(num_classes: int = 10, widths: Sequence[int] = (16, 32, 64, 128), input_size: int = 32,
               seed: int | None = None, norm: bool = True, dropout: float = 0.0) -> SmallCNN:
     """A freshly initialised SmallCNN; `seed` makes the initial weights reproducible without touching global RNG state."""
+    from .checks import check_seed
+
+    if seed is not None:
+        seed = check_seed(seed)
     if seed is None:
         return SmallCNN(num_classes, widths, input_size=input_size, norm=norm, dropout=dropout)
     with torch.random.fork_rng(devices=[]):
@@ -88,7 +92,8 @@ def save_small_cnn(model: SmallCNN, path, classes: Sequence[str], **meta):
     if not isinstance(model, SmallCNN):
         raise TypeError(f"save_small_cnn saves a SmallCNN; got {type(model).__name__}. Use utils.save_checkpoint for other models.")
     if len(classes) != model.classifier.out_features:
-        raise ValueError(f"{len(classes)} class names for a head with {model.classifier.out_features} outputs.")
+        raise ValueError(f"classes has {len(classes)} names but the head has {model.classifier.out_features} outputs; "
+                         "pass one name per output.")
     widths = [blk[0].out_channels for blk in model.features]
     return save_checkpoint(model, path, {"arch": "SmallCNN", "widths": widths, "input_size": model.data_config.input_size,
                                          "norm": model.norm, "dropout": model.dropout, "classes": list(classes), **meta})

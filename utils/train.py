@@ -73,6 +73,19 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def _check_inputs(model: nn.Module, x) -> None:
+    """Images whose channel count differs from what the model's first convolution takes: say so before torch does."""
+    if not torch.is_tensor(x) or x.ndim != 4:
+        return
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and x.shape[1] != first.in_channels:
+        hint = (" Grayscale images? Repeat the channel: x.expand(-1, 3, -1, -1), or build the dataset with "
+                "utils.images_from_arrays." if x.shape[1] == 1 else
+                " Channels last? Use x.permute(0, 3, 1, 2)." if x.shape[-1] == first.in_channels else "")
+        raise ValueError(f"A batch from the loader has {x.shape[1]} channels (shape {tuple(x.shape)}) but the model's first "
+                         f"convolution takes {first.in_channels}.{hint}")
+
+
 def _check_targets(y: torch.Tensor, logits: torch.Tensor) -> None:
     if y.ndim == 1 and y.numel() and not y.is_floating_point():
         lo, hi = int(y.min()), int(y.max())
@@ -108,6 +121,8 @@ def train_step(model: nn.Module, micro_batches: Sequence, optimizer: torch.optim
         if channels_last and torch.is_tensor(x) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         sync = ddp is None or i == n - 1
+        if i == 0:
+            _check_inputs(model, x)
         with contextlib.nullcontext() if sync else ddp.no_sync():
             with _autocast(device, amp):
                 logits = forward(model, x)
@@ -148,8 +163,10 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
     try:
-        for x, y in loader:
+        for i, (x, y) in enumerate(loader):
             x, y = to_device(x, device), y.to(device)
+            if i == 0:
+                _check_inputs(model, x)
             with _autocast(device, dtype):
                 logits = forward(model, x)
             _check_targets(y, logits)
@@ -173,9 +190,12 @@ def predict(model: nn.Module, loader: Iterable) -> tuple[torch.Tensor, torch.Ten
     model.eval()
     probs, labels = [], []
     try:
-        for x, y in loader:
+        for i, (x, y) in enumerate(loader):
+            x = to_device(x, device)
+            if i == 0:
+                _check_inputs(model, x)
             with _autocast(device, dtype):
-                probs.append(forward(model, to_device(x, device)).float().softmax(-1).cpu())
+                probs.append(forward(model, x).float().softmax(-1).cpu())
             labels.append(y)
     finally:
         model.train(was_training)
