@@ -121,9 +121,6 @@ def test_shift_errors_and_shifted_dataset():
     assert inv.classes == ds.classes
 
 
-@pytest.mark.xfail(strict=True, reason="utils/adapt.py:62 shifted() rebuilds the ImageTensorDataset without "
-                                       "dataset.normalize, so a shifted digit_task yields un-normalised [0, 1] images "
-                                       "to a model trained on normalised ones")
 def test_shifted_dataset_keeps_the_normalisation():
     ds = utils.digit_task("test", [3], 16, per_class=2)
     assert ds.normalize is not None

@@ -97,10 +97,14 @@ def test_takes_a_model_for_its_data_config():
     assert augment.augmentation("none", model)(image()).shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("kwargs,err", [({"level": "medium"}, ValueError), ({"level": "light", "domain": "x-ray"}, ValueError),
-                                        ({"level": "light", "size": 4}, ValueError), ({"level": "light", "size": 3.5}, ValueError)])
-def test_bad_arguments(kwargs, err):
-    with pytest.raises(err):
+@pytest.mark.parametrize("kwargs,err,match", [
+    ({"level": "medium"}, ValueError, r"Unknown augmentation level 'medium'; choose one of: none, light, heavy, flip"),
+    ({"level": "light", "domain": "x-ray"}, ValueError, r"Unknown domain .*'x-ray'; choose one of: photo, digits"),
+    ({"level": "light", "size": 4}, ValueError, r"size must be an integer >= 8, got 4\."),  # out of range
+    ({"level": "light", "size": 3.5}, TypeError, r"size must be an integer, got 3\.5 \(float\)")],  # wrong type
+    ids=["level", "domain", "size-too-small", "size-float"])
+def test_bad_arguments(kwargs, err, match):
+    with pytest.raises(err, match=match):
         augment.augmentation(cfg=CFG, **kwargs)
 
 

@@ -219,9 +219,6 @@ def test_predict_refuses_runaway_text(tokenizer):
         bert.predict_texts(["Fine.", "x" * 5000], tiny_classifier(), tokenizer)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="utils/bert.py:264 predict_texts measures truncation with token_lengths(), which re-checks "
-                          "the texts with the default MAX_CHARS (bert.py:53), so max_chars= cannot raise the limit")
 def test_predict_accepts_long_text_when_max_chars_allows_it(tokenizer):
     import warnings
 
@@ -280,8 +277,10 @@ def test_mean_pool_classifier_ignores_padding_and_trains(minilm, tokenizer):
     assert any(p is enc.embeddings.word_embeddings.weight for p in embeddings.parameters())
     assert not any(p.requires_grad for p in enc.pooler.parameters())  # mean pooling never reads BERT's [CLS] pooler
     assert not {id(p) for p in enc.pooler.parameters()} & {id(p) for g in groups for p in g["params"]}
-    with pytest.raises(ValueError, match="num_labels must be at least 2"):
+    with pytest.raises(ValueError, match=r"num_labels must be an integer >= 2, got 1\."):
         bert.MeanPoolClassifier(enc, num_labels=1)
+    with pytest.raises(TypeError, match=r"num_labels must be an integer, got 2\.0 \(float\)"):
+        bert.MeanPoolClassifier(enc, num_labels=2.0)
 
 
 def test_predict_warns_when_truncating(tokenizer):
@@ -291,20 +290,22 @@ def test_predict_warns_when_truncating(tokenizer):
 
 def test_bad_arguments_have_clear_messages(tokenizer, minilm, tmp_path):
     model = tiny_classifier()
-    with pytest.raises(ValueError, match="labels must be 2 distinct names"):
+    with pytest.raises(ValueError, match="labels has 3 names but the model has 2 outputs; give one name per output"):
         bert.predict_texts(["Fine."], model, tokenizer, labels=["rotten", "fresh", "meh"])
+    with pytest.raises(ValueError, match=r"labels must be distinct; \['fresh'\] appear more than once"):
+        bert.predict_texts(["Fine."], model, tokenizer, labels=["fresh", "fresh"])
     with pytest.raises(ValueError, match="Unknown label name 'frsh'.*rotten"):
         bert.TokenizeCollate(tokenizer, 16, ["rotten", "fresh"])([("Fine.", "frsh")])
     with pytest.raises(ValueError, match="Unknown pooling"):
         bert.encode_texts(tokenizer, minilm[1], ["Fine."], 16, pooling="max")
-    with pytest.raises(ValueError, match="max_length must be an int in 3..512"):
+    with pytest.raises(ValueError, match=r"max_length must be an integer from 3 to 512, got 1000\."):
         bert.encode_texts(tokenizer, minilm[1], ["Fine."], max_length=1000)
     with pytest.raises(FileNotFoundError, match="No saved classifier at .*save_classifier"):
         bert.load_classifier(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not a save_classifier"):
         bert.load_classifier(tmp_path / "empty")
-    with pytest.raises(ValueError, match=r"No nn.Linear named \['qkv'\]"):
+    with pytest.raises(ValueError, match=r"target_modules: no nn\.Linear named \['qkv'\] in BertForSequenceClassification"):
         bert.add_lora(model, target_modules=["qkv"])
     with pytest.raises(ValueError, match=r"backbone_mult must be a finite number in \(0, 1\]"):
         utils.param_groups(model, 1e-3, backbone_mult=0.0)

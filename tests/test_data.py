@@ -66,7 +66,7 @@ def test_subsample_per_class_takes_k_of_each_class():
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_subsample_per_class_rejects_non_positive_k(k):
-    with pytest.raises(ValueError, match="per_class must be at least 1"):
+    with pytest.raises(ValueError, match=rf"per_class must be an integer >= 1, got {k}\b"):
         utils.subsample_per_class([0, 1, 1], k)
 
 
@@ -109,7 +109,7 @@ def test_image_tensor_dataset_validates_values_and_labels():
         utils.ImageTensorDataset(torch.rand(2, 3, 4, 4) * 2 - 1, [0, 1], ["a", "b"])
     with pytest.raises(ValueError, match="NaN or inf"):
         utils.ImageTensorDataset(torch.full((2, 3, 4, 4), float("nan")), [0, 1], ["a", "b"])
-    with pytest.raises(ValueError, match="class index 2 but the model has 2 outputs"):
+    with pytest.raises(ValueError, match=r"labels has class index 2 but there are only 2 classes \(indices 0\.\.1\)"):
         utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), [0, 2], ["a", "b"])
     with pytest.raises(ValueError, match="must be >= 0"):
         utils.ImageTensorDataset(torch.rand(2, 3, 4, 4), [0, -1], ["a", "b"])
@@ -252,8 +252,13 @@ def test_image_folder_reads_a_class_tree(tmp_path):
     for cls in ("cats", "dogs"):
         (tmp_path / "train" / cls).mkdir(parents=True)
         Image.new("RGB", (5, 4), color=(255, 0, 0)).save(tmp_path / "train" / cls / "a.png")
-    ds = utils.image_folder(tmp_path, "train")
-    assert ds.classes == ["cats", "dogs"] and len(ds) == 2 and ds[1][1] == 1
+    with pytest.raises(TypeError, match=r"Pass model=.*or normalize=False"):  # no silent un-normalised default
+        utils.image_folder(tmp_path, "train")
+    ds = utils.image_folder(tmp_path, "train", normalize=False, size=4)  # raw [0, 1] pixels, on purpose
+    assert isinstance(ds, utils.ImageTensorDataset)  # held in memory, like images_from_arrays
+    assert ds.classes == ["cats", "dogs"] and len(ds) == 2 and ds.labels.tolist() == [0, 1] and ds[1][1] == 1
+    assert ds.images.shape == (2, 3, 4, 4)  # 5x4 resized and centre-cropped to a 4x4 square
+    assert torch.all(ds.images[:, 0] == 1) and torch.all(ds.images[:, 1:] == 0)  # pure red survives, in [0, 1]
 
 
 def test_image_folder_missing_split_folder_explains_the_layout(tmp_path):

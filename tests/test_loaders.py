@@ -88,9 +88,15 @@ def test_workers_are_seeded_so_random_augmentation_repeats():
     assert len(set(noise)) == 16  # two workers did not draw the same numbers
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8", None])
-def test_bad_batch_size_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+@pytest.mark.parametrize("bad, error, match", [
+    (0, ValueError, r"batch_size must be an integer >= 1, got 0\."),  # out of range: ValueError
+    (-3, ValueError, r"batch_size must be an integer >= 1, got -3\."),
+    (2.5, TypeError, r"batch_size must be an integer, got 2\.5 \(float\)\."),  # wrong type: TypeError
+    (True, TypeError, r"batch_size must be an integer, got True \(bool\)\."),
+    ("8", TypeError, r"batch_size must be an integer, got '8' \(str\)\."),
+    (None, TypeError, r"batch_size must be an integer, got None \(NoneType\)\.")])
+def test_bad_batch_size_is_a_clear_error(bad, error, match):
+    with pytest.raises(error, match=match + " Try 32, or smaller if memory runs out"):
         make_loader(_ds(), bad, device="cpu")
 
 

@@ -39,7 +39,8 @@ def test_to_tensor_keeps_float_batches():
 
 
 @pytest.mark.parametrize("image, match", [
-    (np.zeros((8, 8), np.uint8), r"NumPy image must be \(H, W, 3\).*np\.stack"),
+    (np.zeros((8, 8, 2), np.uint8), r"NumPy image must be \(H, W\) grayscale or \(H, W, 3\) RGB.*images_from_arrays"),
+    (np.zeros((3, 8, 8), np.uint8), r"NumPy image must be \(H, W\) grayscale .*Channels first\? Use image\.transpose"),
     (torch.rand(8, 8), r"3 colour channels first"),
     (torch.rand(4, 8, 8), r"3 colour channels first"),
     (torch.rand(8, 8, 3), r"Channels-last arrays need \.permute\(2, 0, 1\)"),
@@ -50,15 +51,25 @@ def test_to_tensor_rejects_wrong_shapes(image, match):
         utils.to_tensor(image)
 
 
+def test_to_tensor_accepts_a_grayscale_array_as_rgb():
+    gray = np.arange(20, dtype=np.uint8).reshape(4, 5) * 12
+    x = utils.to_tensor(gray)
+    assert x.shape == (1, 3, 4, 5) and x.dtype == torch.float32
+    expected = torch.from_numpy(gray).float() / 255
+    assert all(torch.equal(x[0, c], expected) for c in range(3))  # the one channel repeated, scaled to [0, 1]
+    assert torch.equal(utils.to_tensor(gray[..., None]), x)  # (H, W, 1) too
+
+
 def test_to_tensor_rejects_integer_tensors_other_than_uint8():
     with pytest.raises(TypeError, match=r"uint8 \(0-255\) or float \(0-1\); got torch\.int32"):
         utils.to_tensor(torch.zeros(3, 4, 4, dtype=torch.int32))
 
 
-@pytest.mark.parametrize("low, high", [(-0.5, 0.5), (0.0, 255.0)])
-def test_to_tensor_rejects_float_outside_unit_range(low, high):
+@pytest.mark.parametrize("low, high, hint", [(-0.5, 0.5, r"look normalised already: pass raw \[0, 1\] images"),
+                                             (0.0, 255.0, r"look like 0-255 values: divide by 255")])
+def test_to_tensor_rejects_float_outside_unit_range(low, high, hint):
     x = torch.linspace(low, high, 48).view(3, 4, 4)
-    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*normalised already"):
+    with pytest.raises(ValueError, match=rf"image must be floats in \[0, 1\]; these span \[{low:.2f}, {high:.2f}\]\. They {hint}"):
         utils.to_tensor(x)
 
 

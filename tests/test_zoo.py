@@ -117,13 +117,18 @@ def test_measure_latency_returns_positive_consistent_numbers():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.0}, "batch_size"), ({"steps": 0}, "steps"),
-    ({"warmup": -1}, "warmup"), ({"input_size": 0}, "input_size"), ({"input_size": (3,)}, "input_size"),
-    ({"input_size": "224"}, "input_size"), ({"input_size": (1, 3, 8, 8)}, "input_size"),
+    ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0\."), ({"steps": 0}, r"steps must be an integer >= 1, got 0\."),
+    ({"warmup": -1}, r"warmup must be an integer >= 0, got -1\."), ({"input_size": 0}, "input_size"),
+    ({"input_size": (3,)}, "input_size"), ({"input_size": "224"}, "input_size"), ({"input_size": (1, 3, 8, 8)}, "input_size"),
 ])
 def test_measure_latency_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         zoo.measure_latency(tiny_cnn(), **{"input_size": 16, **kwargs})
+
+
+def test_measure_latency_rejects_a_non_integer_batch_size_as_a_type_error():
+    with pytest.raises(TypeError, match=r"batch_size must be an integer, got 2\.0 \(float\)"):
+        zoo.measure_latency(tiny_cnn(), input_size=16, batch_size=2.0)
 
 
 def test_measure_latency_explains_an_input_the_model_cannot_take():

@@ -51,9 +51,9 @@ def _check_pooling(pooling: str | Sequence[str]) -> tuple[str, ...]:
     return wanted
 
 
-def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
+def token_lengths(tokenizer, texts: Sequence[str], max_chars: int = MAX_CHARS) -> np.ndarray:
     """Length of each text in tokens, special tokens included: the numbers to choose `max_length` from."""
-    ids = tokenizer(check_texts(texts), truncation=False, verbose=False)["input_ids"]
+    ids = tokenizer(check_texts(texts, max_chars=max_chars), truncation=False, verbose=False)["input_ids"]
     return np.array([len(x) for x in ids])
 
 
@@ -288,7 +288,7 @@ def predict_texts(texts: Sequence[str], model: nn.Module, tokenizer, labels: Seq
     texts, names = check_texts(texts, max_chars=max_chars), _label_names(model, labels)
     _check_max_length(tokenizer, max_length)
     batch_size = check_int(batch_size, "batch_size", 1)
-    long = int((token_lengths(tokenizer, texts) > max_length).sum())
+    long = int((token_lengths(tokenizer, texts, max_chars) > max_length).sum())
     if long:
         warnings.warn(f"{long} of {len(texts)} texts are longer than max_length={max_length} tokens and were truncated; "
                       f"raise max_length (limit {tokenizer.model_max_length}) if their endings matter.", stacklevel=2)

@@ -91,7 +91,7 @@ def split_indices(labels: Sequence[int] | np.ndarray, fractions: Sequence[float]
 def subsample_per_class(labels: Sequence[int] | np.ndarray, per_class: int | None, seed: int = SPLIT_SEED) -> np.ndarray:
     """Indices of at most `per_class` examples of each class (all if None), for sample-efficiency curves."""
     labels = _check_label_array(labels)
-    per_class = check_size(per_class, "per_class", allow_none=True)
+    per_class = check_size(per_class, "per_class", allow_none=True, hint="(None keeps every example)")
     seed = check_seed(seed)
     if per_class is None:
         return np.arange(len(labels))
@@ -403,7 +403,7 @@ def digit_task(split: str, digits: Sequence[int], image_size: int = 32, per_clas
                                                             or not 0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be distinct integers 0-9, e.g. [0, 1, 2, 3, 4]; got {digits!r}.")
     digits = [int(d) for d in digits]
-    per_class, seed = check_size(per_class, "per_class", allow_none=True), check_seed(seed)
+    per_class, seed = check_size(per_class, "per_class", allow_none=True, hint="(None keeps every example)"), check_seed(seed)
     check_callable(transform, "transform")
     full = mnist_digits(split, check_size(image_size, "image_size", allow_none=True))
     keep = torch.isin(full.labels, torch.tensor(digits)).nonzero().flatten()
@@ -525,7 +525,7 @@ def review_task(classes: Mapping[str, str | Sequence[str]], split: str | None = 
         check_split(split)
     if not isinstance(balance, bool) or not isinstance(sentences, bool):
         raise TypeError(f"balance and sentences must be True or False; got {balance!r} and {sentences!r}.")
-    per_class, seed = check_size(per_class, "per_class", allow_none=True), check_seed(seed)
+    per_class, seed = check_size(per_class, "per_class", allow_none=True, hint="(None keeps every example)"), check_seed(seed)
     df = _review_rows(sentences)
     label_of = {c: i for i, cats in enumerate(mapping.values()) for c in cats}
     df = df[df["category"].isin(label_of)]
