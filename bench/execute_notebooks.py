@@ -30,7 +30,9 @@ def device_label() -> str:
     return f"CPU x{os.cpu_count()} ({platform.machine()})"
 
 
-def run(path: Path, timeout: int = 600) -> float:
+def run(path: Path, timeout: int | None = None) -> float:
+    """Execute in place; a cell may take TRANSFER_BOOK_CELL_TIMEOUT seconds (default 1800: a shared machine is slow)."""
+    timeout = timeout or int(os.environ.get("TRANSFER_BOOK_CELL_TIMEOUT", "1800"))
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
