@@ -45,7 +45,11 @@ class DigitsPipeline:
 
 
 def build(device, amp: bool, channels_last: bool, compile_model: bool):
-    """A fresh full-fine-tuning model, optimizer and one training step for this configuration."""
+    """A fresh full-fine-tuning model, optimizer and one training step for this configuration.
+
+    The step is the book's own `utils.train_step` (the one `utils.fit` and scripts/ddp_finetune.py use), so the
+    numbers describe the training loop the chapters run, including its per-step bookkeeping (accuracy counts).
+    """
     import torch
 
     import utils
@@ -61,19 +65,8 @@ def build(device, amp: bool, channels_last: bool, compile_model: bool):
     net = torch.compile(model) if compile_model else model
 
     def step(x, y):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        return loss
+        return utils.train_step(net, [(x, y)], opt, device=device, amp=dtype, scaler=scaler,
+                                channels_last=channels_last).loss
 
     return step, str(dtype).replace("torch.", "") if dtype else "fp32"
 

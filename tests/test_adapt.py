@@ -90,8 +90,7 @@ def test_adabn_recovers_accuracy_under_a_contrast_shift():
     # training run are not mistaken for the shift's damage (or AdaBN's gain).
     adapt.adabn(model, utils.make_loader(train, 100, device=cpu, num_workers=0))
     clean = utils.evaluate(model, utils.make_loader(test, 100, device=cpu, num_workers=0))["acc"]
-    # The model was trained on normalised images: the shifted copy must be normalised the same way.
-    target = adapt.shifted(test, "low_contrast").with_options(normalize=test.normalize)
+    target = adapt.shifted(test, "low_contrast")  # normalised like the training images (mean = std = 0.5)
     loader = utils.make_loader(target, 100, device=cpu, num_workers=0)
     before = utils.evaluate(model, loader)["acc"]
     adapt.adabn(model, loader)
@@ -128,3 +127,40 @@ def test_shifted_dataset_keeps_the_normalisation():
     assert inv.normalize == ds.normalize
     x_inv, _ = inv[0]
     assert torch.allclose(x_inv, -ds[0][0], atol=1e-6)  # mean = std = 0.5: inverting x in [0, 1] negates 2x - 1
+
+
+def test_marker_encodes_the_position_and_keeps_everything_else():
+    ds = utils.digit_task("train", [0, 1, 2], 24, per_class=4)
+    marked = adapt.with_marker(ds, ds.labels)
+    assert marked.normalize == ds.normalize and marked.transform is ds.transform and torch.equal(marked.labels, ds.labels)
+    assert marked.classes == ds.classes
+    changed = (marked.images != ds.images).any(dim=1)  # (N, H, W): pixels the square covers
+    assert torch.equal(marked.images[changed.unsqueeze(1).expand_as(marked.images)],
+                       torch.ones_like(marked.images[changed.unsqueeze(1).expand_as(marked.images)]))
+    where = [set(map(tuple, changed[i].nonzero().tolist())) for i in range(len(ds))]
+    assert all(max(r for r, _ in w) < 12 and max(c for _, c in w) < 18 for w in where if w)  # top-left region only
+    by_label = {}
+    for i, y in enumerate(ds.labels.tolist()):  # one fixed square per label, the same for every image of that label
+        by_label.setdefault(y, []).append(i)
+    boxes = {y: set.intersection(*(where[i] | {(-1, -1)} for i in idx)) for y, idx in by_label.items()}
+    assert all(len(b - {(-1, -1)}) == 9 for b in boxes.values())  # a 3 x 3 square at 24 px
+    assert len({frozenset(b) for b in boxes.values()}) == 3  # three labels, three places
+
+
+def test_marker_and_shuffled_labels_refuse_bad_input():
+    ds = utils.digit_task("test", [3, 4], 16, per_class=3)
+    with pytest.raises(ValueError, match="one position 0-5"):
+        adapt.with_marker(ds, torch.full((len(ds),), 6))
+    with pytest.raises(ValueError, match="one position 0-5"):
+        adapt.with_marker(ds, [0, 1])
+    with pytest.raises(TypeError, match="ImageTensorDataset"):
+        adapt.shuffled_labels(TensorDataset(torch.rand(2, 3, 4, 4)), 0)
+
+
+def test_shuffled_labels_permute_the_labels_reproducibly():
+    ds = utils.digit_task("train", [0, 1, 2, 3, 4], 16, per_class=20)
+    a, b, c = adapt.shuffled_labels(ds, 1), adapt.shuffled_labels(ds, 1), adapt.shuffled_labels(ds, 2)
+    assert torch.equal(a.labels, b.labels) and not torch.equal(a.labels, c.labels)
+    assert torch.equal(torch.bincount(a.labels), torch.bincount(ds.labels)) and torch.equal(a.images, ds.images)
+    assert (a.labels == ds.labels).float().mean() < 0.5  # most labels moved (chance agreement is 20 %)
+    assert a.normalize == ds.normalize

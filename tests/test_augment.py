@@ -159,3 +159,100 @@ def test_gallery_and_grid():
 def test_grid_bad_inputs(args):
     with pytest.raises(ValueError):
         augment.augment_grid(*args)
+
+
+# --- strength knob, automatic policies, MixUp/CutMix collate, flip TTA --------------------------------------------
+def test_strength_zero_is_none_and_outputs_stay_in_range():
+    assert augment.strength(0) is None
+    for domain in augment.DOMAINS:
+        out = augment.strength(0.7, domain, size=24)(image(32, 32))
+        assert out.min() >= 0 and out.max() <= 1
+    assert augment.strength(0.7, "photo", size=24)(image(32, 32)).shape == (3, 24, 24)
+
+
+def test_strength_grows_with_m_and_digits_never_flip():
+    x = torch.zeros(3, 32, 32)
+    x[:, 8:24, 4:14] = 1.0  # a bar on the left
+    dist = {}
+    for m in (0.25, 1.0):
+        t = augment.strength(m, "digits")
+        torch.manual_seed(0)
+        outs = [t(x) for _ in range(30)]
+        dist[m] = sum((o - x).abs().mean().item() for o in outs)
+        if m == 0.25:  # light: shifts of at most 5 % cannot move the bar past the centre
+            assert all(o[:, :, :16].sum() > o[:, :, 16:].sum() for o in outs)
+    assert dist[1.0] > dist[0.25]
+
+
+@pytest.mark.parametrize("m,domain,size,err", [(1.5, "digits", None, ValueError), ("light", "digits", None, TypeError),
+                                               (0.5, "photo", None, ValueError), (0.5, "x-ray", None, ValueError)])
+def test_strength_bad_arguments(m, domain, size, err):
+    with pytest.raises(err):
+        augment.strength(m, domain, size)
+
+
+@pytest.mark.parametrize("name", augment.POLICIES)
+def test_policies_keep_float_range_and_shape(name):
+    t = augment.policy(name)
+    torch.manual_seed(0)
+    outs = [t(image(32, 32)) for _ in range(5)]
+    assert all(o.dtype == torch.float32 and o.shape == (3, 32, 32) and 0 <= o.min() and o.max() <= 1 for o in outs)
+    assert any(not torch.allclose(o, image(32, 32), atol=1 / 255 + 1e-6) for o in outs)  # the policy does something
+    with pytest.raises(ValueError):
+        augment.policy("autoaugment")
+
+
+def test_mixup_collate_mixes_images_and_labels():
+    torch.manual_seed(0)
+    batch = [(torch.full((3, 4, 4), float(i)), i) for i in range(4)]  # image i is constant i, label i
+    x, y = augment.mix_collate(4, "mixup", alpha=1.0)(batch)
+    assert x.shape == (4, 3, 4, 4) and y.shape == (4, 4)
+    assert torch.allclose(y.sum(1), torch.ones(4))
+    # each mixed image is the label-weighted average of the constants: x = sum_k y_k * k
+    assert torch.allclose(x[:, 0, 0, 0], (y * torch.arange(4.0)).sum(1), atol=1e-5)
+    assert (y.max(1).values < 1).all()  # alpha = 1 never draws exactly 0 or 1
+
+
+def test_cutmix_collate_pastes_patches_with_area_weights():
+    torch.manual_seed(3)
+    batch = [(torch.full((3, 16, 16), float(i)), i) for i in range(4)]
+    x, y = augment.mix_collate(4, "cutmix")(batch)
+    assert torch.allclose(y.sum(1), torch.ones(4))
+    for i in range(4):  # the label weight of each source equals the share of its pixels
+        share = torch.stack([(x[i, 0] == k).float().mean() for k in range(4)])
+        assert torch.allclose(share, y[i], atol=1e-5)
+
+
+def test_mix_collate_pickles_and_checks():
+    c = pickle.loads(pickle.dumps(augment.mix_collate(3, "cutmix")))
+    assert c([(torch.rand(3, 8, 8), 0), (torch.rand(3, 8, 8), 2)])[1].shape == (2, 3)
+    with pytest.raises(ValueError):
+        augment.mix_collate(3, "mosaic")
+    with pytest.raises(ValueError):
+        augment.mix_collate(3, "mixup", alpha=0)
+
+
+class _LeftRight(torch.nn.Module):
+    """Logits (left-half mean, right-half mean): a model that a mirror changes completely."""
+
+    def forward(self, x):
+        w = x.shape[-1] // 2
+        return torch.stack([x[..., :w].mean((1, 2, 3)), x[..., w:].mean((1, 2, 3))], 1) * 10
+
+
+def test_tta_predict_averages_image_and_mirror():
+    import utils
+
+    x = torch.zeros(6, 3, 8, 8)
+    x[:3, :, :, :4] = 1.0  # left-bright images
+    loader = utils.make_loader((x, torch.tensor([0, 0, 0, 1, 1, 1])), 4)
+    model = _LeftRight()
+    plain, labels = augment.tta_predict(model, loader, flip=False)
+    p_ref, _ = utils.predict(model, loader)
+    assert torch.equal(plain, p_ref) and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    tta, _ = augment.tta_predict(model, loader)
+    mirrored = model(x.flip(-1)).softmax(-1)
+    assert torch.allclose(tta, (p_ref + mirrored) / 2, atol=1e-6)
+    assert torch.allclose(tta[:3], torch.full((3, 2), 0.5), atol=1e-6)  # the mirror undoes the evidence exactly
+    with pytest.raises(TypeError):
+        augment.tta_predict(model, loader, flip="yes")

@@ -434,6 +434,8 @@ EXEMPT = {
         "utils.diagnose.plot_diagnosis", "utils.diagnose.fit_keep_best", "utils.charlm.CharLM",
         "utils.charlm.cudnn_to_torch_lstm", "utils.charlm.load_pretrained_charlm", "utils.charlm.text_to_ids",
         "utils.charlm.next_char_probs", "utils.charlm.generate", "utils.charlm.CharLMClassifier",
+        "utils.charlm.encode", "utils.charlm.NextCharObjective", "utils.charlm.lm_batches", "utils.charlm.bits_per_char",
+        "utils.charlm.unlabelled_texts", "utils.charlm.adapt", "utils.charlm.pooled_features", "utils.charlm.text_loader",
         "utils.distributed.setup_distributed", "utils.distributed.ResumableSampler", "utils.distributed.capture_rng",
         "utils.distributed.restore_rng", "utils.distributed.gather", "utils.distributed.mean_over_ranks",
         "utils.distributed.save_state", "utils.distributed.load_state", "utils.distributed.free_port",

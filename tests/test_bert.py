@@ -352,3 +352,48 @@ def test_mean_pool_classifier_lora_save_load_round_trip(tokenizer, tmp_path):
         torch.testing.assert_close(plain(**x), model(**x), atol=1e-5, rtol=1e-5)
     labels = [lab for lab, _ in bert.predict_texts(["A fine film."], plain, tok2)]
     assert labels[0] in {"rotten", "fresh"}
+
+
+def _relative_change(model, before, prefix):
+    """||W - W0|| / ||W0|| over the parameters whose names start with `prefix`."""
+    now = {n: p.detach() for n, p in model.named_parameters() if n.startswith(prefix)}
+    num = sum(float((p - before[n]).pow(2).sum()) for n, p in now.items())
+    return (num / sum(float(before[n].pow(2).sum()) for n in now)) ** 0.5
+
+
+def test_llrd_keeps_decayed_rates_through_the_schedule_and_changes_the_trajectory(tokenizer):
+    """LLRD is not a no-op: its groups carry decayed rates at every step of the warm-up/decay schedule, and from the
+    same start, data and batch order it moves the lower layers less than plain fine-tuning (same top-layer rate)."""
+    ds = utils.TextDataset(["good fun", "bad awful", "great fun", "awful bad"] * 4, [1, 0, 1, 0] * 4, ["rotten", "fresh"])
+    runs = {}
+    for name, decay in (("plain", 1.0), ("llrd", 0.5)):
+        model = tiny_mean_pool(seed=0)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = utils.make_optimizer(model, 1e-2, backbone_mult=0.1, decay=decay)
+        loader = bert.text_loader(ds, tokenizer, max_length=8, batch_size=4, shuffle=True, seed=0)
+        sched, seen = utils.make_scheduler(opt, "linear", 3 * len(loader), warmup=0.25), []
+
+        class Recording:  # steps the schedule, then records every group's rate as the next step will use it
+            def step(self):
+                sched.step()
+                seen.append(utils.group_lrs(opt))
+
+        torch.manual_seed(0)
+        utils.fit(model, loader, None, epochs=3, optimizer=opt, scheduler=Recording(), device=torch.device("cpu"),
+                  progress=False)
+        runs[name] = (model, before, seen)
+    _, _, seen = runs["llrd"]
+    live = [r for r in seen if r["head"] > 0]
+    assert len(live) >= 8  # warm-up and decay steps, not only the end point
+    for r in live:  # the schedule multiplies every group's rate, so LLRD's ratios hold at every step
+        assert r["layer.1"] == pytest.approx(0.1 * r["head"])
+        assert r["layer.0"] == pytest.approx(0.5 * r["layer.1"])
+        assert r["embeddings"] == pytest.approx(0.25 * r["layer.1"])
+    assert all(r["embeddings"] == r["layer.0"] == r["layer.1"] for r in runs["plain"][2] if r["head"] > 0)
+    moved = {name: {g: _relative_change(m, b, prefix) for g, prefix in
+                    (("embeddings", "encoder.embeddings."), ("layer.0", "encoder.encoder.layer.0."))}
+             for name, (m, b, _) in runs.items()}
+    assert moved["llrd"]["layer.0"] < 0.75 * moved["plain"]["layer.0"]  # half the rate: clearly less movement
+    assert moved["llrd"]["embeddings"] < 0.5 * moved["plain"]["embeddings"]  # a quarter of the rate
+    top = [(runs[k][0].encoder.encoder.layer[1].output.dense.weight.detach()) for k in ("plain", "llrd")]
+    assert not torch.allclose(top[0], top[1])  # different trajectories, not only different bookkeeping

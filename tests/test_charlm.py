@@ -92,8 +92,10 @@ def test_text_to_ids_pads_left_and_keeps_the_last_40(lm):
 
 def test_classifier_head_and_groups(lm):
     clf = charlm.CharLMClassifier(lm, num_classes=2)
-    out = clf(charlm.text_to_ids(lm, ["great film", "dull"]))
+    out = clf(charlm.encode(lm, ["great film", "dull"]))
     assert out.shape == (2, 2)
+    with pytest.raises(TypeError, match="lengths"):
+        clf(charlm.text_to_ids(lm, ["great film"]))  # the old left-padded windows are refused, not misread
     groups = utils.layer_groups(clf)
     assert [g.name for g in groups] == ["embedding", "lstm1", "lstm2", "head"]  # input to output, head last
     assert [g.modules for g in groups] == [(lm.embedding,), (lm.lstm1,), (lm.lstm2,), (clf.head,)]
@@ -141,16 +143,84 @@ def test_discriminative_rates_fall_by_the_decay_factor(lm):
         utils.param_groups(clf, lr=1e-2, decay=2.6)  # a factor in (0, 1] now: 1/2.6, not 2.6
 
 
-def test_classifier_pools_only_real_characters(lm, monkeypatch):
-    """The head's mean and max read real characters only: whatever the LSTM emits at padded positions is ignored."""
-    clf = charlm.CharLMClassifier(lm).eval()
-    ids = charlm.text_to_ids(lm, ["a fine film", "dull"], context=30)
-    before = clf(ids)
-    real_states = lm.states
+def test_classifier_pools_only_real_characters(lm):
+    """Padding never enters the LSTMs (packed) and never enters the pooling: a text's features do not depend on
+    the batch it is read in, and unknown characters (id 0, like padding) still count as characters."""
+    texts = ["a fine film", "dull", "a much longer review that pads the others in its batch"]
+    alone = torch.cat([charlm.pooled_features(lm, [t]) for t in texts])
+    torch.testing.assert_close(charlm.pooled_features(lm, texts), alone, atol=1e-5, rtol=1e-5)
+    ids, lengths = charlm.encode(lm, ["ab\u2603", "ab"])  # a snowman is not in the vocabulary: id 0
+    assert lengths.tolist() == [4, 3] and ids[0, 3] == 0
+    assert not torch.allclose(charlm.pooled_features(lm, ["ab\u2603"]), charlm.pooled_features(lm, ["ab"]))
 
-    def noisy_states(x):
-        s = real_states(x)
-        return s.masked_fill((x == 0).unsqueeze(-1), 1e4)  # garbage wherever the input is padding
 
-    monkeypatch.setattr(lm, "states", noisy_states)
-    torch.testing.assert_close(clf(ids), before)
+def test_one_pass_starts_where_textgenrnn_reads_the_start_token(lm):
+    """At `<s>` the one-pass reading (from the state after 39 pads) predicts exactly what textgenrnn's first window
+    of a text predicts; later positions differ (a window restarts from zero state, the pass carries its state)."""
+    ids, lengths = charlm.encode(lm, ["The best film", "x"])
+    with torch.no_grad():
+        one_pass = lm.next_char_logits(lm.run(ids, lengths))
+        first_window = lm(charlm.text_to_ids(lm, ["", ""]))
+    torch.testing.assert_close(one_pass[:, 0], first_window, atol=1e-4, rtol=1e-4)
+
+
+def test_bits_per_char_regimes(lm):
+    """The pretrained LM predicts review text well in its own regime (40-windows) and worse than a unigram model when
+    read out of it (100-token windows from zero state), the bug of the old chapter."""
+    texts = utils.rotten_tomatoes("val").texts[:12]
+    native = charlm.bits_per_char(lm, texts, mode="window")
+    long_window = charlm.bits_per_char(lm, texts, mode="window", context=100)
+    assert native < 3.0 < 4.4 < long_window
+
+
+def test_lm_batches_targets_are_the_next_characters(lm):
+    (x, y), = charlm.lm_batches(lm, ["abc", "de"], texts_per_batch=2, shuffle=False)
+    ids, lengths = x
+    end = lm.vocab["<s>"]
+    v = lm.vocab
+    assert lengths.tolist() == [3, 4]  # sorted by length: "de" first; <s> + characters
+    assert y.tolist() == [v["d"], v["e"], end, v["a"], v["b"], v["c"], end]
+    assert charlm.NextCharObjective(lm)(x).shape == (7, lm.out.out_features)
+
+
+def test_adapt_lowers_held_out_loss_and_is_cached(tmp_path, monkeypatch):
+    """Stage 2 on a tiny corpus: the LM's loss on more of the same text falls, the base LM is unchanged, and a second
+    call loads the cached weights instead of training."""
+    monkeypatch.setenv("TRANSFER_BOOK_CACHE", str(tmp_path))
+    base = charlm.load_pretrained_charlm()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    texts = ["zqx zqx zqx zqx zqx zqx"] * 20
+    adapted, hist = charlm.adapt(base, texts, epochs=2, lr=3e-3, texts_per_batch=5, val_texts=texts[:2], progress=False)
+    assert charlm.bits_per_char(adapted, texts[:2]) < charlm.bits_per_char(base, texts[:2]) - 1
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    assert len(list(tmp_path.rglob("adapted_*.safetensors"))) == 1
+    again, hist2 = charlm.adapt(base, texts, epochs=2, lr=3e-3, texts_per_batch=5, val_texts=texts[:2], progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(adapted.state_dict().values(), again.state_dict().values()))
+    assert hist2.rows == hist.rows
+
+
+def test_unlabelled_texts_hold_no_held_out_movie():
+    texts = charlm.unlabelled_texts(20_000, seed=1)
+    assert 20_000 <= sum(map(len, texts)) < 20_000 + 2 * 256
+    held = set(utils.rotten_tomatoes("val").texts) | set(utils.rotten_tomatoes("test").texts)
+    assert not held & set(texts) and max(map(len, texts)) <= 256
+    assert texts == charlm.unlabelled_texts(20_000, seed=1) and texts != charlm.unlabelled_texts(20_000, seed=2)
+
+
+def test_probe_copied_into_the_head_gives_the_probes_predictions(lm):
+    data = utils.rotten_tomatoes("train").subset(list(range(40)))
+    feats = charlm.pooled_features(lm, data.texts)
+    probe = utils.linear_probe(feats, data.labels, feats, data.labels, cs=(1.0,))
+    clf = charlm.CharLMClassifier(lm).load_probe(probe).eval()
+    probs, _ = utils.predict(clf, charlm.text_loader(lm, data, batch_size=16))
+    np.testing.assert_allclose(probs[:, 1].numpy(), probe.predict_proba(feats)[:, 1], atol=1e-4)
+
+
+def test_pooled_features_are_cached_per_weights_and_texts(lm, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_BOOK_CACHE", str(tmp_path))
+    first = charlm.pooled_features(lm, ["a fine film", "dull"])
+    assert len(list(tmp_path.rglob("pooled_*.safetensors"))) == 1
+    torch.testing.assert_close(charlm.pooled_features(lm, ["a fine film", "dull"]), first, rtol=0, atol=0)
+    other = charlm.CharLM(lm.vocab)  # other weights: a new entry, not the cached one
+    assert not torch.allclose(charlm.pooled_features(other, ["a fine film", "dull"]), first)
+    assert len(list(tmp_path.rglob("pooled_*.safetensors"))) == 2

@@ -1,14 +1,14 @@
 """scripts/ddp_finetune.py (+ utils.distributed): 2 CPU processes (torchrun, gloo) reach the same weights as 1 process,
 and resume is exact.
 
-The equivalence runs use `--model tiny`, a CNN without BatchNorm. With BatchNorm each process would normalise its
-8 images with their own mean and variance, so 2 x 8 is *not* the same computation as 1 x 16 (SyncBatchNorm would fix
-that, but PyTorch only implements it on CUDA). Without it, DDP's gradient all-reduce averages two 8-image means
-into exactly the 16-image mean, and the only differences left are float rounding (observed ~1e-7 after 12 AdamW steps).
+The equivalence runs use `--model tiny`, a small SmallCNN without BatchNorm (pooled to 4 x 4, so that it learns).
+With BatchNorm each process would normalise its 8 images with their own mean and variance, so 2 x 8 is *not* the
+same computation as 1 x 16 (SyncBatchNorm would fix that, but PyTorch only implements it on CUDA). Without it, DDP's
+gradient all-reduce averages two 8-image means into exactly the 16-image mean, and the only differences left are
+float rounding (observed ~1e-7 after 12 AdamW steps).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import sys
@@ -23,15 +23,7 @@ import utils
 from utils import distributed as ddp
 
 
-def _load_script():
-    """The command-line script as a module (it lives outside the package), for parse_args / build_model."""
-    spec = importlib.util.spec_from_file_location("ddp_finetune_script", ddp.SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+script = ddp.load_script()  # the command-line script as a module, for parse_args / build_model
 
 COMMON = ["--model", "tiny", "--image-size", "16", "--train-size", "96", "--val-size", "0", "--epochs", "2", "--lr", "0.01",
           "--device", "cpu"]  # CPU processes and gloo even where a GPU exists
@@ -96,6 +88,9 @@ def test_launch_command_and_failures_are_clear(tmp_path):
         ddp.launch_command([], nproc=2, launcher="mpirun")
     with pytest.raises(FileNotFoundError, match="scripts/ddp_finetune.py"):
         ddp.launch_command([], script=tmp_path / "missing.py")
+    with pytest.raises(FileNotFoundError, match="scripts/ddp_finetune.py"):
+        ddp.load_script(tmp_path / "missing.py")
+    assert ddp.load_script().__file__ == str(ddp.SCRIPT) and callable(ddp.load_script().main)
 
 
 def test_launch_returns_metrics_and_log_and_reports_failures(tmp_path):
@@ -187,4 +182,5 @@ def test_tiny_model_is_a_small_cnn_without_batchnorm():
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     same = script.build_model("tiny", 10, 0, seed=0).state_dict()
     assert all(torch.equal(v, same[k]) for k, v in model.state_dict().items())  # identical on every rank
+    assert model.classifier.in_features == 32 * 16 and model(torch.zeros(2, 3, 16, 16)).shape == (2, 10)  # a 4 x 4 grid
     assert script.parse_args([]).model == "effnet" and script.parse_args([]).schedule == "cosine"

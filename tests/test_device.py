@@ -44,6 +44,13 @@ def test_amp_dtype_is_none_off_cuda():
     assert utils.amp_dtype(torch.device("mps")) is None
 
 
+def test_amp_dtype_takes_bf16_only_where_it_is_native(monkeypatch):
+    # torch.cuda.is_bf16_supported() is True on pre-Ampere GPUs too (emulated, slow): those must get float16
+    for native, expected in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation)
+        assert utils.amp_dtype(torch.device("cuda")) == expected
+
+
 def _tiny_run(seed: int) -> tuple[dict, list]:
     from torch.utils.data import DataLoader, TensorDataset
 

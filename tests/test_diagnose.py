@@ -10,9 +10,12 @@ from utils import History  # noqa: E402
 from utils import diagnose as dg  # noqa: E402
 
 
-def make(train_loss, train_acc, val_loss, val_acc, label="run"):
+def make(train_loss, train_acc, val_loss, val_acc, label="run", clean_loss=None, clean_acc=None):
     rows = [{"epoch": i + 1, "train_loss": a, "train_acc": b, "val_loss": c, "val_acc": d, "seconds": 0.1}
             for i, (a, b, c, d) in enumerate(zip(train_loss, train_acc, val_loss, val_acc))]
+    if clean_loss is not None:
+        for r, cl, ca in zip(rows, clean_loss, clean_acc):
+            r.update(clean_loss=cl, clean_acc=ca)
     return History(label, rows)
 
 
@@ -37,16 +40,56 @@ def test_clear_cases(history, verdict):
 def test_evidence_numbers():
     e = dg.evidence(OVER, 10)
     assert e["best_epoch"] == 3 and e["best_val_loss"] == 0.9
-    assert math.isclose(e["val_loss_rise"], (1.6 - 0.9) / 0.9)
+    smoothed = [(2.0 + 1.2 + 0.9) / 3, (1.2 + 0.9 + 1.0) / 3, (0.9 + 1.0 + 1.3) / 3, (1.0 + 1.3 + 1.6) / 3]
+    assert math.isclose(e["val_loss_rise"], (smoothed[-1] - smoothed[1]) / smoothed[1])
+    assert math.isclose(e["val_loss_rise_abs"], smoothed[-1] - smoothed[1])
+    assert math.isclose(dg.evidence(OVER, 10, smooth=1)["val_loss_rise"], (1.6 - 0.9) / 0.9)  # smooth=1: raw losses
     assert math.isclose(e["gap"], 0.32) and math.isclose(e["train_skill"], 1.0)
     assert math.isclose(dg.evidence(UNDER, 10)["train_skill"], (0.14 - 0.1) / 0.9)
 
 
 def test_gap_alone_flags_overfitting():
-    wide = make([1.0, 0.3, 0.1], [0.7, 0.95, 1.0], [1.0, 0.9, 0.9], [0.5, 0.6, 0.6])  # val loss flat, gap 0.4
+    wide = make([1.0, 0.3, 0.05], [0.7, 0.95, 1.0], [1.0, 0.9, 0.9], [0.5, 0.6, 0.6])  # val loss flat, gap 0.4
     d = dg.diagnose(wide, 2)
-    assert d.verdict == "overfitting" and "gap" in d.reasons[0]
+    assert d.verdict == "overfitting" and "gap" in d.reasons[0] and "memorised" in d.reasons[0]
     assert dg.diagnose(wide, 2, max_gap=0.5).verdict == "ok"  # thresholds are parameters
+
+
+def test_gap_needs_a_memorised_training_set():
+    # Still learning: train accuracy ahead of validation, but the training loss is not far below the validation loss.
+    learning = make([2.0, 1.2, 0.6], [0.4, 0.7, 0.85], [2.0, 1.3, 1.0], [0.4, 0.6, 0.68])
+    assert dg.evidence(learning, 10)["gap"] > 0.1 and dg.diagnose(learning, 10).verdict == "ok"
+    assert dg.diagnose(learning, 10, min_loss_ratio=1.5).verdict == "overfitting"
+
+
+def test_one_epoch_spike_is_not_a_rising_val_loss():
+    # Flat validation loss with noise and one spike in the last epoch (a constant-LR run): not a trend.
+    spike = make([1.0, 0.3, 0.2, 0.15, 0.12, 0.1, 0.1], [0.7, 0.9, 0.93, 0.95, 0.96, 0.97, 0.97],
+                 [0.2, 0.15, 0.14, 0.15, 0.13, 0.14, 0.19], [0.93, 0.95, 0.95, 0.95, 0.96, 0.95, 0.94])
+    assert dg.diagnose(spike, 10).verdict == "ok"
+    assert dg.diagnose(spike, 10, smooth=1, min_rise=0.0).verdict == "overfitting"  # the old, unsmoothed relative rule
+
+
+def test_small_absolute_rise_is_not_overfitting():
+    # +25 % relative, but only +0.03 in absolute terms for 10 classes (ln 10 = 2.3): below min_rise * ln K.
+    small = make([1.0, 0.3, 0.2, 0.15, 0.1, 0.1], [0.7, 0.9, 0.93, 0.95, 0.96, 0.97],
+                 [0.2, 0.12, 0.12, 0.12, 0.15, 0.15], [0.93, 0.95, 0.95, 0.95, 0.95, 0.95])
+    e = dg.evidence(small, 10)
+    assert e["val_loss_rise"] > 0.15 and e["val_loss_rise_abs"] < 0.05 * math.log(10)
+    assert dg.diagnose(small, 10).verdict == "ok"
+    assert dg.diagnose(small, 10, min_rise=0.0).verdict == "overfitting"
+
+
+def test_clean_training_metrics_are_preferred():
+    # Running train-mode accuracy (augmented views) 0.85 looks close to val 0.80; the eval-mode pass says 1.00.
+    aug = make([1.5, 0.8, 0.5], [0.5, 0.75, 0.85], [1.2, 0.8, 0.7], [0.6, 0.75, 0.80],
+               clean_loss=[1.0, 0.2, 0.02], clean_acc=[0.7, 0.97, 1.0])
+    e = dg.evidence(aug, 10)
+    assert e["clean"] == 1.0 and e["train_acc"] == 1.0 and math.isclose(e["gap"], 0.2) and e["train_loss"] == 0.02
+    d = dg.diagnose(aug, 10)
+    assert d.verdict == "overfitting" and "eval-mode" in d.reasons[0]
+    running = make([1.5, 0.8, 0.5], [0.5, 0.75, 0.85], [1.2, 0.8, 0.7], [0.6, 0.75, 0.80])
+    assert dg.evidence(running, 10)["clean"] == 0.0 and dg.diagnose(running, 10).verdict == "ok"
 
 
 def test_chance_level_depends_on_classes():
@@ -153,3 +196,61 @@ def test_fit_keep_best_patience_and_errors():
         dg.fit_keep_best(model, train, val, epochs=2, patience=0)
     with pytest.raises(ValueError, match="epochs"):
         dg.fit_keep_best(model, train, val, epochs=0)
+
+
+def _toy_loaders(seed: int = 0):
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 4, generator=g)
+    y = (x[:, 0] + 0.5 * torch.randn(64, generator=g) > 0).long()
+    train = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return train, DataLoader(TensorDataset(x, y), batch_size=64)
+
+
+@pytest.mark.parametrize("schedule, warmup", [("cosine", 0.0), ("linear", 0.25), ("constant", 0.25)])
+def test_fit_keep_best_schedule_spans_all_epochs(schedule, warmup):
+    import torch
+
+    from utils import fit
+
+    runs = []
+    for keep_best in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        train, val = _toy_loaders()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+        if keep_best:
+            h, _ = dg.fit_keep_best(model, train, val, epochs=4, optimizer=opt, schedule=schedule, warmup=warmup,
+                                    progress=False, device=torch.device("cpu"))
+        else:
+            h = fit(model, train, val, epochs=4, optimizer=opt, schedule=schedule, warmup=warmup, progress=False,
+                    device=torch.device("cpu"))
+        runs.append((h["val_loss"], opt.param_groups[0]["lr"]))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)  # the same training as one fit call
+    assert runs[0][1] == pytest.approx(runs[1][1])  # and the schedule ended where one fit call's ends
+    if schedule != "constant":
+        assert runs[1][1] < 0.1 * 0.01  # decayed to ~0 at the end of all epochs, not restarted every epoch
+
+
+def test_fit_keep_best_eval_model_scores_shared_weights():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from utils import evaluate
+
+    torch.manual_seed(0)
+    frozen, head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    frozen.requires_grad_(False)
+    model = torch.nn.Sequential(frozen, head)
+    train, val = _toy_loaders()
+    x, y = val.dataset.tensors
+    with torch.no_grad():
+        feats = frozen(x)
+    val_feats = DataLoader(TensorDataset(feats, y), batch_size=64)  # what a cache of the frozen part would hold
+    opt = torch.optim.AdamW(head.parameters(), lr=0.1)
+    h, best = dg.fit_keep_best(model, train, val_feats, epochs=3, optimizer=opt, eval_model=head,
+                               eval_loaders={"clean": val_feats}, progress=False, device=torch.device("cpu"))
+    assert math.isclose(h["val_loss"][-1], evaluate(model, val)["loss"], rel_tol=1e-5)  # scored through the shared head
+    assert h["clean_loss"] == h["val_loss"] and set(best) == {"weight", "bias"}  # best weights are the head's

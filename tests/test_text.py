@@ -16,8 +16,16 @@ TEXTS = ["A gem of a film.", "Dull, dull and far too long.", "It isn't a gem; it
 def test_tokenize_follows_glove_conventions():
     assert tokenize("It's a film that doesn't work!") == ["it", "'s", "a", "film", "that", "does", "n't", "work", "!"]
     assert tokenize("CAN'T") == ["ca", "n't"]
-    assert tokenize("They're 'great', I'd say") == ["they", "'re", "'", "great", "'", ",", "i", "'d", "say"]
-    assert tokenize("'tis") == ["'", "tis"]  # a quote before a word is punctuation, not a clitic
+    assert tokenize("They're 'great', I'd say") == ["they", "'re", "great", ",", "i", "'d", "say"]
+    assert tokenize("'tis") == ["tis"]  # a quote before a word is not a clitic: dropped, the word stays whole
+
+
+def test_tokenize_handles_curly_quotes_and_accents():
+    """The bug: U+2019 apostrophes split "isn’t" into is ’ t (the negation was lost), accents split "café"."""
+    assert tokenize("isn\u2019t 'the' café") == ["is", "n't", "the", "café"]
+    assert tokenize("the film\u2019s \u201cbest\u201d \u2014 naïve") == ["the", "film", "'s", '"', "best", '"', "-", "naïve"]
+    assert tokenize("rock 'n' roll, o'fallon, the '90s") == ["rock", "n", "roll", ",", "o", "fallon", ",", "the", "90s"]
+    assert tokenize("It\u2019s") == tokenize("It's") == ["it", "'s"]
 
 
 def test_masked_pooling_ignores_padding():

@@ -262,6 +262,31 @@ def test_gradual_unfreeze_warms_up_every_stage():
     assert len(rates) == 8 and rates[0] < rates[1] <= rates[2] == 1.0 and rates[4] < rates[5] <= rates[6] == 1.0
 
 
+def test_gradual_unfreeze_linear_schedule_warms_up_and_decays_every_stage():
+    """schedule="linear": ULMFiT's slanted triangular rate in each stage (up over the warm-up, then down towards 0)."""
+    model = _tiny_cnn()
+    rates = []
+
+    class Record(torch.optim.AdamW):
+        def step(self, *a, **k):
+            rates.append(self.param_groups[-1]["lr"])
+            return super().step(*a, **k)
+
+    import utils.optim as optim
+
+    orig = optim.make_optimizer
+    optim.make_optimizer = lambda *a, **k: Record(optim.param_groups(*a[:1], a[1], *a[3:5], a[2], k.get("trainable_only", True)))
+    try:
+        utils.gradual_unfreeze(model, _toy(n=32), stages=[0, None], epochs=2, lr=1.0, warmup=0.25, schedule="linear",
+                               device=CPU, progress=False)
+    finally:
+        optim.make_optimizer = orig
+    assert len(rates) == 16
+    for stage in (rates[:8], rates[8:]):  # 8 steps, 2 of warm-up: 0, 0.5, then 1.0 falling linearly to 1/6
+        assert stage[0] == 0.0 and stage[1] == pytest.approx(0.5) and stage[2] == pytest.approx(1.0)
+        assert all(a > b for a, b in zip(stage[2:], stage[3:])) and stage[-1] == pytest.approx(1 / 6)
+
+
 @pytest.mark.parametrize("stages,epochs", [([], 1), ([2, 1], 1), ([0, 9], 1), ([0, 1], [1]), ([0], 0), ([0.5], 1)])
 def test_gradual_unfreeze_bad_plans(stages, epochs):
     with pytest.raises((ValueError, TypeError)):

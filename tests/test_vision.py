@@ -96,6 +96,25 @@ def test_preprocess_resizes_the_short_side_and_centre_crops(effnet):
     assert out.shape == (1, 3, 20, 20) and out.mean() > 0.95
 
 
+@pytest.mark.parametrize("name", ["chelsea", "coffee", "astronaut"])
+def test_preprocess_matches_timms_evaluation_transform(effnet, name):
+    """The chapter says utils.preprocess is timm's eval transform (resize to size / crop_pct with the model's
+    interpolation, centre crop, normalise); check it against timm, and that a near miss is clearly further away."""
+    import dataclasses
+
+    import timm
+    from PIL import Image
+
+    img = utils.load_photo(name)
+    theirs = timm.data.create_transform(**timm.data.resolve_data_config({}, model=effnet))(Image.fromarray(img))
+    ours = utils.preprocess(img, effnet)[0]
+    assert ours.shape == theirs.shape == (3, 224, 224)
+    gap = (ours - theirs).abs().mean()
+    cfg = effnet.data_config
+    for miss in (dataclasses.replace(cfg, interpolation="bilinear"), dataclasses.replace(cfg, crop_pct=1.0)):
+        assert gap < (utils.preprocess(img, miss)[0] - theirs).abs().mean() / 2  # PIL vs tensor resampling only
+
+
 def test_topk_orders_labels_by_probability():
     probs = torch.tensor([0.1, 0.6, 0.3])
     assert vision.topk(probs, ["a", "b", "c"], k=2) == [("b", pytest.approx(0.6)), ("c", pytest.approx(0.3))]

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.text import Text
 from torch import nn
 
 from utils import zoo
@@ -93,9 +94,48 @@ def test_plot_zoo_draws_every_family_and_the_front(table):
 
     matplotlib.use("Agg")
     fig = zoo.plot_zoo(table, zoo.pareto_front(table), label_front=False)
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert set(table["family"]) | {"Pareto front"} == set(labels)
-    assert fig.axes[0].get_xscale() == "log"
+    assert ax.get_xscale() == "log"
+    renderer = fig.canvas.get_renderer()
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))  # legend outside
+
+
+def test_front_labels_overlap_neither_each_other_nor_any_marker_nor_the_front(table):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    front = zoo.pareto_front(table)
+    fig = zoo.plot_zoo(table, front)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in ax.texts if t.get_text() in set(front["model"])]
+    assert sorted(t.get_text() for t in texts) == sorted(front["model"])  # every front point is labelled
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text itself, without its leader line
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    circles = zoo._marker_circles(ax)
+    assert len(circles) == len(table) + len(front)
+    assert not any(zoo._hits_a_marker(bb, circles) for bb in boxes)
+    axes_box = ax.get_window_extent(renderer)
+    assert all(axes_box.x0 <= bb.x0 and bb.x1 <= axes_box.x1 and bb.y1 <= axes_box.y1 for bb in boxes)
+    plt.close(fig)
+
+
+def test_label_placement_avoids_a_crowded_spot():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    df = pd.DataFrame({"model": ["a_long_name", "b_long_name", "c_long_name"], "family": ["X"] * 3,
+                       "gflops": [1.0, 1.05, 1.1], "acc1": [70.0, 70.05, 70.1], "params_m": [1.0] * 3})
+    fig = zoo.plot_zoo(df, zoo.pareto_front(df))  # three points almost on top of each other
+    fig.canvas.draw()
+    boxes = [Text.get_window_extent(t, fig.canvas.get_renderer()) for t in fig.axes[0].texts]
+    assert len(boxes) == 3 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
 
 
 def test_count_gmacs_counts_multiply_accumulates():
@@ -108,21 +148,77 @@ def test_count_gmacs_counts_multiply_accumulates():
 
 def test_measure_latency_returns_positive_consistent_numbers():
     model = tiny_cnn().train()
-    lat = zoo.measure_latency(model, input_size=16, batch_size=4, steps=3, warmup=1)
-    assert lat.ms_per_batch > 0 and 0 < lat.ms_min <= lat.ms_per_batch
+    lat = zoo.measure_latency(model, input_size=16, batch_size=4, min_run_time=0.01, warmup=1)
+    assert lat.ms_per_batch > 0 and lat.ms_iqr >= 0 and lat.runs >= 1
     assert lat.images_per_s == pytest.approx(4 / (lat.ms_per_batch / 1e3))
-    assert (lat.batch_size, lat.input_size, lat.device) == (4, 16, "cpu")
+    assert (lat.batch_size, lat.input_size, lat.device, lat.threads) == (4, 16, "cpu", torch.get_num_threads())
     assert model.training  # the caller's mode is restored
-    assert zoo.measure_latency(model, (12, 20), steps=1, warmup=0).input_size == (12, 20)
+    assert zoo.measure_latency(model, (12, 20), min_run_time=0.01, warmup=0).input_size == (12, 20)
+
+
+def test_measure_latency_uses_torch_benchmark_timer(monkeypatch):
+    from torch.utils import benchmark
+
+    calls = []
+    real = benchmark.Timer.blocked_autorange
+
+    def spy(self, *args, **kwargs):
+        calls.append((self._task_spec.num_threads, kwargs.get("min_run_time")))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark.Timer, "blocked_autorange", spy)
+    lat = zoo.measure_latency(tiny_cnn(), input_size=8, min_run_time=0.01, num_threads=1)
+    assert calls == [(1, 0.01)] and lat.threads == 1
+
+
+class Sleeper(nn.Module):
+    """A model whose forward pass takes a known time, so the measured latency can be checked against it."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        import time
+
+        time.sleep(self.seconds)
+        return x.mean() + self.weight
+
+
+def test_measure_latency_measures_the_forward_pass_time():
+    fast = zoo.measure_latency(Sleeper(0.002), input_size=4, min_run_time=0.05, warmup=0)
+    slow = zoo.measure_latency(Sleeper(0.02), input_size=4, min_run_time=0.1, warmup=0)
+    # sleep() never returns early; a busy machine may add a few ms. A time per block instead of per pass (the fast
+    # model runs in blocks of 10 or more) or the total time would land far above these bounds.
+    assert 2.0 <= fast.ms_per_batch < 15.0 and fast.runs >= 10
+    assert 20.0 <= slow.ms_per_batch < 45.0 and slow.runs >= 3
+
+
+def test_measure_latency_runs_in_inference_mode_and_eval_mode():
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            seen.append((torch.is_inference_mode_enabled(), self.training))
+            return self.lin(x.mean((2, 3)))
+
+    zoo.measure_latency(Probe().train(), input_size=4, min_run_time=0.01, warmup=2)
+    assert len(seen) >= 4 and all(inf and not training for inf, training in seen)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0\."), ({"steps": 0}, r"steps must be an integer >= 1, got 0\."),
-    ({"warmup": -1}, r"warmup must be an integer >= 0, got -1\."), ({"input_size": 0}, "input_size"),
-    ({"input_size": (3,)}, "input_size"), ({"input_size": "224"}, "input_size"), ({"input_size": (1, 3, 8, 8)}, "input_size"),
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.0}, "batch_size"), ({"min_run_time": 0}, "min_run_time"),
+    ({"min_run_time": float("nan")}, "min_run_time"), ({"warmup": -1}, "warmup"), ({"num_threads": 0}, "num_threads"),
+    ({"input_size": 0}, "input_size"), ({"input_size": (3,)}, "input_size"),
+    ({"input_size": "224"}, "input_size"), ({"input_size": (1, 3, 8, 8)}, "input_size"),
 ])
 def test_measure_latency_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         zoo.measure_latency(tiny_cnn(), **{"input_size": 16, **kwargs})
 
 
@@ -141,9 +237,9 @@ def test_measure_latency_explains_an_input_the_model_cannot_take():
 
 
 def test_latency_table_has_one_row_per_model_and_setting():
-    df = zoo.latency_table({"a": tiny_cnn(), "b": tiny_cnn()}, settings=((8, 1), (16, 2)), steps=1, warmup=0)
+    df = zoo.latency_table({"a": tiny_cnn(), "b": tiny_cnn()}, settings=((8, 1), (16, 2)), min_run_time=0.01, warmup=0)
     assert list(df["model"]) == ["a", "a", "b", "b"] and list(df["batch_size"]) == [1, 2, 1, 2]
-    assert (df["ms_per_batch"] > 0).all()
+    assert (df["ms_per_batch"] > 0).all() and (df["runs"] >= 1).all()
 
 
 def test_zoo_helpers_need_no_network(monkeypatch):

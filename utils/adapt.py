@@ -1,4 +1,5 @@
-"""Domain shift, measured and partly undone: reusable image shifts and AdaBN (re-estimating BatchNorm statistics on the target)."""
+"""Domain shift, measured and partly undone: reusable image shifts, mismatched source tasks (a planted shortcut, shuffled
+labels) and AdaBN (re-estimating BatchNorm statistics on the target)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -8,7 +9,7 @@ from torch import nn
 
 from .checks import check_choice, check_images, check_int, check_model, check_seed
 
-__all__ = ["SHIFTS", "shift_images", "shifted", "bn_layers", "adabn"]
+__all__ = ["SHIFTS", "shift_images", "shifted", "with_marker", "shuffled_labels", "bn_layers", "adabn"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -55,15 +56,50 @@ def shift_images(images: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor
     return SHIFTS[kind](images, torch.Generator().manual_seed(check_seed(seed))).contiguous()
 
 
-def shifted(dataset, kind: str, seed: int = 0):
-    """The same labelled images (an `ImageTensorDataset`) seen through a domain shift; its transform and normalisation
-    are kept (only the pixels change)."""
+def _image_dataset(dataset, fn: str):
     from .data import ImageTensorDataset
 
     if not isinstance(dataset, ImageTensorDataset):
-        raise TypeError(f"dataset must be an ImageTensorDataset (raw [0, 1] images in memory) for shifted(); got "
+        raise TypeError(f"dataset must be an ImageTensorDataset (raw [0, 1] images in memory) for {fn}(); got "
                         f"{type(dataset).__name__}.")
+    return dataset
+
+
+def shifted(dataset, kind: str, seed: int = 0):
+    """The same labelled images (an `ImageTensorDataset`) seen through a domain shift; its transform and normalisation
+    are kept (only the pixels change)."""
+    dataset = _image_dataset(dataset, "shifted")
     return dataset._like(shift_images(dataset.images, kind, seed), dataset.labels, dataset.transform, dataset.normalize)
+
+
+def with_marker(dataset, where, size: int | None = None):
+    """The same images with a white square at one of six places near the top-left corner (two rows of three), place
+    `where[i]` (0-5) for image i: a planted shortcut like a watermark or a scanner tag. Passing the labels as `where`
+    makes the square predict the label.
+
+    The square is `size` pixels (default: an eighth of the image side, at least 2); transform and normalisation are kept.
+    """
+    dataset = _image_dataset(dataset, "with_marker")
+    where = torch.as_tensor(where)
+    if where.ndim != 1 or len(where) != len(dataset) or where.is_floating_point() or len(where) and (
+            int(where.min()) < 0 or int(where.max()) > 5):
+        raise ValueError(f"where must hold one position 0-5 per image ({len(dataset)}), e.g. the labels of a task with "
+                         f"up to 6 classes; got shape {tuple(where.shape)}.")
+    side = dataset.images.shape[-1]
+    size = check_int(size, "size", 1, side // 4) if size is not None else max(2, side // 8)
+    x = dataset.images.clone()
+    for i, k in enumerate(where.tolist()):
+        top, left = 1 + (k // 3) * (size + 2), 1 + (k % 3) * (size + 2)
+        x[i, :, top:top + size, left:left + size] = 1.0
+    return dataset._like(x, dataset.labels, dataset.transform, dataset.normalize)
+
+
+def shuffled_labels(dataset, seed: int = 0):
+    """The same images with their labels randomly permuted (class counts unchanged): a source task with nothing to
+    learn but memorisation of individual images."""
+    dataset = _image_dataset(dataset, "shuffled_labels")
+    perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(check_seed(seed)))
+    return dataset._like(dataset.images, dataset.labels[perm], dataset.transform, dataset.normalize)
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, _BN]]:

@@ -7,14 +7,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .checks import check_callable, check_choice, check_images, check_int, check_seed
+from .checks import check_callable, check_choice, check_images, check_int, check_number, check_seed
 from .models import DataConfig, data_config
 
-__all__ = ["LEVELS", "DOMAINS", "augmentation", "transform_gallery", "denormalize", "with_transform", "OnTheFly",
-           "augment_grid"]
+__all__ = ["LEVELS", "DOMAINS", "POLICIES", "MIXES", "augmentation", "strength", "policy", "mix_collate",
+           "tta_predict", "transform_gallery", "denormalize", "with_transform", "OnTheFly", "augment_grid"]
 
 LEVELS = ("none", "light", "heavy", "flip")
 DOMAINS = ("photo", "digits")
+POLICIES = ("trivialaugment", "randaugment")
+MIXES = ("mixup", "cutmix")
 
 
 def _cfg(cfg: DataConfig | nn.Module) -> DataConfig:
@@ -83,6 +85,91 @@ def augmentation(level: str, cfg: DataConfig | nn.Module, size: int | None = Non
     if normalize:
         ops.append(v2.Normalize(list(cfg.mean), list(cfg.std)))
     return v2.Compose([*ops, v2.ToPureTensor()])
+
+
+def strength(m: float, domain: str = "digits", size: int | None = None):
+    """One knob m in [0, 1] for a strength curve (None at m = 0): digits get an affine (rotation 40m degrees, shift
+    20m %, scale 1 +- 0.3m, shear 20m degrees, no flips); photos a crop (down to 1 - 0.85m of the area, needs `size`),
+    a flip, rotation 30m degrees and brightness/contrast 0.5m. Float [0, 1] in and out, no normalisation (the
+    dataset normalises), so `with_transform(dataset, strength(m))` sweeps strength with everything else fixed."""
+    from torchvision.transforms import v2
+
+    m = check_number(m, "m (augmentation strength)", 0, 1, hint="(0 = none, 1 = the heaviest setting)")
+    check_choice(domain, "domain", DOMAINS)
+    if m == 0:
+        return None
+    if domain == "digits":
+        ops = [v2.RandomAffine(degrees=40 * m, translate=(0.2 * m, 0.2 * m), scale=(1 - 0.3 * m, 1 + 0.3 * m),
+                               shear=20 * m)]
+    else:
+        if size is None:
+            raise ValueError("strength(m, 'photo') needs size (the crop's output size in pixels).")
+        size = check_int(size, "size", 8)
+        ops = [v2.RandomResizedCrop(size, scale=(1 - 0.85 * m, 1.0), ratio=(1 - 0.25 * m, 1 / (1 - 0.25 * m)),
+                                    antialias=True), v2.RandomHorizontalFlip(), v2.RandomRotation(30 * m),
+               v2.ColorJitter(brightness=0.5 * m, contrast=0.5 * m)]
+    return v2.Compose([*ops, v2.Lambda(_clamp01)])
+
+
+def policy(name: str, domain: str = "digits"):
+    """A learned-free automatic policy, TrivialAugmentWide or RandAugment (defaults), on float [0, 1] images: they
+    operate on uint8, so the image makes a round trip; photos also get a horizontal flip, digits never."""
+    from torchvision.transforms import v2
+
+    check_choice(name, "policy", POLICIES)
+    check_choice(domain, "domain", DOMAINS)
+    op = v2.TrivialAugmentWide() if name == "trivialaugment" else v2.RandAugment()
+    flip = [v2.RandomHorizontalFlip()] if domain == "photo" else []
+    return v2.Compose([v2.ToDtype(torch.uint8, scale=True), op, v2.ToDtype(torch.float32, scale=True), *flip])
+
+
+class _MixCollate:
+    """default_collate, then a batch-level v2.MixUp / v2.CutMix (a class, not a closure, so workers can pickle it)."""
+
+    def __init__(self, mix):
+        self.mix = mix
+
+    def __call__(self, batch):
+        from torch.utils.data import default_collate
+
+        return self.mix(*default_collate(batch))
+
+
+def mix_collate(num_classes: int, kind: str = "mixup", alpha: float | None = None):
+    """A DataLoader `collate_fn` that mixes each batch (MixUp: alpha 0.2 by default; CutMix: 1.0) and returns soft
+    targets (N, num_classes), which `nn.functional.cross_entropy` (and so `utils.fit`) accepts as they are."""
+    from torchvision.transforms import v2
+
+    num_classes = check_int(num_classes, "num_classes", 2)
+    check_choice(kind, "kind", MIXES)
+    alpha = (0.2 if kind == "mixup" else 1.0) if alpha is None else check_number(alpha, "alpha", 0, lo_open=True)
+    mix = v2.MixUp(num_classes=num_classes, alpha=alpha) if kind == "mixup" else v2.CutMix(num_classes=num_classes,
+                                                                                            alpha=alpha)
+    return _MixCollate(mix)
+
+
+@torch.no_grad()
+def tta_predict(model: nn.Module, loader, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-time augmentation: (probabilities, labels) averaged over each image and its horizontal mirror
+    (`flip=False` gives plain `utils.predict`, the paired control); runs on the model's own device."""
+    from .device import model_device
+    from .train import predict
+
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be True (average with the mirrored image) or False, got {flip!r}.")
+    probs, labels = predict(model, loader)
+    if not flip:
+        return probs, labels
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    mirrored = []
+    try:
+        for x, _ in loader:
+            mirrored.append(model(x.to(device).flip(-1)).float().softmax(-1).cpu())
+    finally:
+        model.train(was_training)
+    return (probs + torch.cat(mirrored)) / 2, labels
 
 
 def transform_gallery(size: int) -> dict[str, Callable]:

@@ -69,7 +69,9 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     """The autocast dtype worth using on this device (bf16 if supported, else fp16), or None on CPU/MPS."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # Native bf16 only (Ampere and newer): torch reports emulated bf16 as supported on older GPUs (e.g. a T4), where
+    # it is slow; those get float16 with a GradScaler.
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def _probe(host: str, port: int, timeout: float, result: list) -> None:

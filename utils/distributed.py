@@ -24,7 +24,8 @@ from .checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from .device import get_device
 
 __all__ = ["Dist", "setup_distributed", "ResumableSampler", "capture_rng", "restore_rng", "gather", "mean_over_ranks",
-           "save_state", "load_state", "free_port", "SCRIPT", "launch_command", "launch", "WEIGHTS", "STATE", "METRICS"]
+           "save_state", "load_state", "free_port", "SCRIPT", "load_script", "launch_command", "launch", "WEIGHTS", "STATE",
+           "METRICS"]
 
 WEIGHTS, STATE, METRICS = "model.safetensors", "train_state.pt", "metrics.json"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_finetune.py"  # in a checkout of the book
@@ -156,6 +157,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def load_script(script: Path = SCRIPT):
+    """The training script as a module (it lives outside the package), to read or call its parts without running it."""
+    import importlib.util
+
+    if not Path(script).is_file():
+        raise FileNotFoundError(f"No script at {script}: it ships with the book's repository (scripts/ddp_finetune.py); "
+                                "clone the repository, or pass script= the path of your copy.")
+    spec = importlib.util.spec_from_file_location(Path(script).stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def launch_command(script_args: list[str], nproc: int = 1, launcher: str = "torchrun", script: Path = SCRIPT) -> list[str]:

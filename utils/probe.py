@@ -43,8 +43,13 @@ class Probe:
         return self.model.predict_proba(self._x(x))
 
 
-def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_iter: int = 5000) -> Probe:
-    """Fit one probe per C in `cs` on the training features, keep the best on validation (ties: the smaller C)."""
+def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_iter: int = 5000,
+                 standardize: bool = True) -> Probe:
+    """Fit one probe per C in `cs` on the training features, keep the best on validation (ties: the smaller C).
+
+    `standardize=False` fits on the raw features: with a handful of labelled examples per class the per-feature
+    means and scales estimated from them are noisy, and standardising with them can cost accuracy.
+    """
     tx, vx = check_features(train_x, "train_x").numpy(), check_features(val_x, "val_x").numpy()
     ty, vy = check_labels(train_y, "train_y").numpy(), check_labels(val_y, "val_y").numpy()
     check_same_length(tx, ty, "train_x", "train_y")
@@ -57,13 +62,16 @@ def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_i
         raise ValueError("cs must list at least one regularisation strength, e.g. (0.01, 0.1, 1.0).")
     cs = [check_number(c, "each of cs", 0, None, lo_open=True) for c in cs]
     max_iter = check_int(max_iter, "max_iter", 1)
+    if not isinstance(standardize, bool):
+        raise TypeError(f"standardize must be True or False, got {standardize!r}.")
     from sklearn.linear_model import LogisticRegression  # imported after the checks: a bad call fails at once
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     scores, best, best_c = {}, None, None
     for c in sorted(cs):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter)).fit(tx, ty)
+        steps = [StandardScaler()] if standardize else []
+        clf = make_pipeline(*steps, LogisticRegression(C=c, max_iter=max_iter)).fit(tx, ty)
         scores[c] = float(clf.score(vx, vy))
         if best is None or scores[c] > scores[best_c]:
             best, best_c = clf, c

@@ -16,9 +16,12 @@ from .checks import check_int, check_number, check_seed, check_size, check_texts
 __all__ = ["tokenize", "masked_mean", "masked_max", "Vocab", "collate_tokens", "glove_matrix", "Coverage",
            "LSTMClassifier"]
 
-# GloVe's (Stanford) convention: "doesn't" -> does n't, "it's" -> it 's; other punctuation (quotes too) is its own
-# token, so a quoted 'word' is the word, not "'word".
-_TOKEN = re.compile(r"[a-z0-9]+(?=n't)|n't|'(?:s|re|ve|ll|d|m)\b|[a-z0-9]+|[^\sa-z0-9]")
+# GloVe's (Stanford) convention: "doesn't" -> does n't, "it's" -> it 's. Any other apostrophe (a quoted 'word',
+# rock 'n' roll) is dropped, other punctuation is its own token, and letters outside a-z stay inside their word
+# (café, naïve). Curly quotes and dashes are mapped to ASCII first: 4 % of the training reviews write "isn’t" with
+# U+2019, and without the mapping their negation never reaches the model.
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
+_TOKEN = re.compile(r"[^\W_]+(?=n't)|n't|'(?:s|re|ve|ll|d|m)(?![^\W_])|[^\W_]+|[^\w\s']")
 
 
 def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -34,10 +37,11 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words split the way GloVe was trained ("isn't" → "is", "n't"), punctuation as separate tokens."""
+    """Lower-case words split the way GloVe was trained ("isn't" and "isn’t" → "is", "n't"; "it's" → "it", "'s"),
+    punctuation as separate tokens, quote apostrophes dropped, accented words kept whole."""
     if not isinstance(text, str):
         raise TypeError(f"text must be one string, got {type(text).__name__}; for several, loop: [tokenize(t) for t in texts].")
-    return _TOKEN.findall(text.lower())
+    return _TOKEN.findall(text.lower().translate(_QUOTES))
 
 
 class Vocab:

@@ -278,12 +278,14 @@ def _stage_plan(model: nn.Module, stages: Sequence, epochs) -> list[tuple[int, i
 def gradual_unfreeze(model: nn.Module, train_loader, val_loader=None, stages: Sequence = (0, 3, None), epochs=1,
                      lr: float = 1e-3, backbone_mult: float = 1.0, decay: float = 1.0, weight_decay: float = 0.01,
                      warmup: float = 0.0, fresh_optimizer: bool = False, label: str = "gradual unfreezing",
-                     **fit_kwargs) -> History:
+                     schedule: str = "constant", **fit_kwargs) -> History:
     """ULMFiT-style: train the head first, then open more of the backbone stage by stage (`stages[i]` groups, None = all).
 
     One AdamW serves every stage (frozen parameters get no gradient, so it leaves them alone until they open), so the
     head keeps its moment estimates across stages. `warmup` (a fraction of each stage's steps) ramps the rates up
     again at the start of every stage, so newly opened groups are not hit by full-size first steps.
+    `schedule="linear"` (or "cosine") also decays each stage's rates to 0 after the warm-up: ULMFiT's slanted
+    triangular rate, once per stage.
     `fresh_optimizer=True` restarts AdamW at every stage instead (kept as the control that shows why not to).
     Returns one `History` over all stages (epoch numbers continue; column `stage` says which).
     """
@@ -297,7 +299,7 @@ def gradual_unfreeze(model: nn.Module, train_loader, val_loader=None, stages: Se
         if optimizer is None or fresh_optimizer:
             optimizer = make_optimizer(model, lr, weight_decay, backbone_mult, decay, trainable_only=fresh_optimizer)
         steps = n_epochs * len(train_loader)
-        scheduler = make_scheduler(optimizer, "constant", steps, warmup) if warmup else None
+        scheduler = make_scheduler(optimizer, schedule, steps, warmup) if warmup or schedule != "constant" else None
         start = len(history)
         fit(model, train_loader, val_loader, epochs=n_epochs, optimizer=optimizer, scheduler=scheduler,
             history=history, label=label, **fit_kwargs)

@@ -1,14 +1,14 @@
-"""Choosing a backbone: torchvision's model zoo as a table (accuracy, compute, size), its Pareto front, and measured latency."""
+"""Choosing a backbone: torchvision's model zoo as a table (accuracy, compute, size), its Pareto front, and latency
+measured with PyTorch's own benchmark timer (`torch.utils.benchmark`)."""
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .checks import check_int, check_model
+from .checks import check_int, check_model, check_number
 
 __all__ = ["FAMILIES", "model_family", "is_classifier_weights", "zoo_table", "pareto_front", "plot_zoo", "Latency", "measure_latency",
            "latency_table", "count_gmacs"]
@@ -77,11 +77,94 @@ def pareto_front(df: "pandas.DataFrame", cost: str = "gflops", score: str = "acc
     return ordered.loc[keep]
 
 
+def _front_step(front_x: "np.ndarray", front_y: "np.ndarray"):
+    """The Pareto front as a step function in display coordinates: the best score among points at most this costly."""
+    import numpy as np
+
+    def f(x: float) -> float:
+        i = np.searchsorted(front_x, x, side="right") - 1
+        return -np.inf if i < 0 else float(front_y[i])
+    return f
+
+
+def _marker_circles(ax) -> "np.ndarray":
+    """(x, y, radius) in display pixels of every scatter marker on the axes, so labels can keep off them."""
+    import numpy as np
+
+    rows = []
+    for coll in ax.collections:
+        offsets, sizes = coll.get_offsets(), coll.get_sizes()
+        if len(offsets) == 0 or len(sizes) == 0:
+            continue
+        centres = coll.get_offset_transform().transform(offsets)
+        radii = np.sqrt(np.broadcast_to(sizes, (len(offsets),))) / 2 * ax.figure.dpi / 72
+        rows.append(np.column_stack([centres, radii]))
+    return np.concatenate(rows) if rows else np.zeros((0, 3))
+
+
+def _hits_a_marker(bb, circles: "np.ndarray") -> bool:
+    """Whether a box (display pixels) intersects any marker circle."""
+    import numpy as np
+
+    if not len(circles):
+        return False
+    nx = np.clip(circles[:, 0], bb.x0, bb.x1)
+    ny = np.clip(circles[:, 1], bb.y0, bb.y1)
+    return bool(((circles[:, 0] - nx) ** 2 + (circles[:, 1] - ny) ** 2 < circles[:, 2] ** 2).any())
+
+
+def _place_front_labels(ax, front: "pandas.DataFrame", cost: str = "gflops", score: str = "acc1", label: str = "model",
+                       fontsize: float = 7, pad: float = 2.0) -> list:
+    """Label each front point in the empty region above the front's staircase, where no data point can lie (nothing
+    is cheaper and more accurate than a front point), moving a label up (with a leader line) until it overlaps no other
+    label or marker and stays inside the axes. Returns the text artists."""
+    import numpy as np
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    order = front.sort_values(cost)
+    data_xy = np.column_stack([order[cost].to_numpy(float), order[score].to_numpy(float)])
+    pts = ax.transData.transform(data_xy)
+    step = _front_step(pts[:, 0], pts[:, 1])
+    box = ax.get_window_extent(renderer)
+    circles = _marker_circles(ax)
+    placed, texts = [], []
+    for (px, py), xy, name in zip(pts, data_xy, order[label].astype(str)):
+        chosen = None
+        for dy in np.arange(3, 200, 4.0):
+            for dx, ha in ((-3, "right"), (3, "left")):
+                t = ax.annotate(name, (0, 0), xycoords="figure pixels", xytext=(0, 0), textcoords="offset points",
+                                fontsize=fontsize, ha=ha, va="bottom")
+                t.xy = (px + dx * fig.dpi / 72, py + dy * fig.dpi / 72)
+                bb = t.get_window_extent(renderer).expanded(1.0, 1.0)
+                t.remove()
+                clear = (bb.y0 > step(bb.x1) + pad and bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y1 <= box.y1
+                         and not any(bb.overlaps(o) for o in placed) and not _hits_a_marker(bb, circles))
+                if clear:
+                    chosen = (dx, dy, ha, bb)
+                    break
+            if chosen:
+                break
+        if chosen is None:  # no free spot found: label next to the point all the same
+            chosen = (3, 3, "left", None)
+        dx, dy, ha, bb = chosen
+        far = dy > 8
+        t = ax.annotate(name, tuple(xy), xytext=(dx, dy),
+                        textcoords="offset points", fontsize=fontsize, ha=ha, va="bottom",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 2} if far else None)
+        if bb is not None:
+            placed.append(bb)
+        texts.append(t)
+    return texts
+
+
 def plot_zoo(df: "pandas.DataFrame", front: "pandas.DataFrame | None" = None, label_front: bool = True):
-    """Accuracy vs compute (log x), marker area growing with parameters, one colour per family, Pareto front as a line."""
+    """Accuracy vs compute (log x), marker area growing with parameters, one colour per family, Pareto front as a line;
+    front labels sit above the front (where there is no data) without overlapping, the legend outside the axes."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
     colours = plt.get_cmap("tab20").colors
     for i, (family, group) in enumerate(df.groupby("family", sort=True)):
         ax.scatter(group["gflops"], group["acc1"], s=6 + group["params_m"], color=colours[i % 20], alpha=0.75,
@@ -89,25 +172,34 @@ def plot_zoo(df: "pandas.DataFrame", front: "pandas.DataFrame | None" = None, la
     if front is not None:
         ax.step(front["gflops"], front["acc1"], where="post", color="black", lw=1, zorder=0, label="Pareto front")
         ax.scatter(front["gflops"], front["acc1"], s=10, color="black", zorder=3)
-        for _, r in front.iterrows() if label_front else ():
-            ax.annotate(r["model"], (r["gflops"], r["acc1"]), fontsize=7, xytext=(4, -9), textcoords="offset points")
     ax.set(xscale="log", xlabel="GFLOPs per image (torchvision's count, log scale)", ylabel="ImageNet top-1 accuracy (%)",
-           title=f"torchvision's {len(df)} ImageNet weight sets: accuracy vs compute (marker area grows with parameters)")
+           title=f"torchvision's {len(df)} ImageNet weight sets: accuracy vs compute\n(marker area grows with parameters)")
+    lo, hi = df["gflops"].min(), df["gflops"].max()
+    ax.set_xlim(lo / 8, hi * 3)  # room to the left of the cheapest point and above the front for the labels
+    ax.set_ylim(df["acc1"].min() - 2, df["acc1"].max() + 4)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=0.6)
+    legend = ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    for handle in legend.legend_handles:  # one marker size in the legend, whatever the family's models weigh
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([25])
     fig.tight_layout()
+    if front is not None and label_front:
+        _place_front_labels(ax, front)
     return fig
 
 
 @dataclass(frozen=True)
 class Latency:
-    """Wall-clock time of one forward pass of a batch (median over timed steps), and the throughput it implies."""
+    """Time of one forward pass of a batch as `torch.utils.benchmark` measured it (median and interquartile range over
+    its timed blocks), the throughput the median implies, and the conditions (threads, device, forward passes timed)."""
 
     batch_size: int
     input_size: int | tuple[int, int]
     ms_per_batch: float
-    ms_min: float
+    ms_iqr: float
     images_per_s: float
+    runs: int
+    threads: int
     device: str
 
     def as_dict(self) -> dict:
@@ -127,35 +219,25 @@ def _input_shape(input_size) -> tuple[int, int, int]:
     return (3, *size) if len(size) == 2 else size
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so the clock measures the computation and not just its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_run_time: float = 0.2,
+                    warmup: int = 1, num_threads: int | None = None) -> Latency:
+    """Time inference on random input on the model's own device (eval mode, `torch.inference_mode`) with PyTorch's
+    benchmark timer, `torch.utils.benchmark.Timer(...).blocked_autorange(min_run_time)`.
 
+    The timer picks a block size that makes its own overhead negligible (running the model while it does: a warm-up),
+    times blocks until `min_run_time` seconds have passed, and synchronises the accelerator around each block (CUDA
+    calls return before the work is done). `warmup` untimed passes come first. It runs at `num_threads` CPU threads,
+    by default the current `torch.get_num_threads()` (the Timer's own default is one thread).
+    """
+    from torch.utils import benchmark
 
-@torch.inference_mode()
-def _timed_forwards(model: nn.Module, x: torch.Tensor, steps: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(steps):
-        _sync(x.device)
-        t0 = time.perf_counter()
-        model(x)
-        _sync(x.device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, steps: int = 10, warmup: int = 2) -> Latency:
-    """Time inference on random input on the model's own device (eval mode, no autograd), after `warmup` untimed runs."""
     check_model(model)
     c, h, w = _input_shape(input_size)
     _check_positive_int("batch_size", batch_size)
-    _check_positive_int("steps", steps)
+    min_run_time = check_number(min_run_time, "min_run_time", 0, 60, lo_open=True,
+                                hint="(seconds of timed runs, e.g. 0.2)")
     _check_positive_int("warmup", warmup, minimum=0)
+    threads = torch.get_num_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     x = torch.randn(batch_size, c, h, w, device=device)
@@ -163,21 +245,25 @@ def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, steps
     model.eval()
     try:
         with torch.inference_mode():
-            model(x)  # one call outside the clock: fails fast, with a clear message, on a wrong input shape
-    except RuntimeError as err:
-        raise ValueError(f"{type(model).__name__} does not accept input of shape {tuple(x.shape)}: "
-                         f"{str(err).splitlines()[0]}. Check input_size against model.data_config.") from None
-    try:
-        times = _timed_forwards(model, x, steps, max(warmup - 1, 0))
+            try:
+                model(x)  # one call outside the clock: fails fast, with a clear message, on a wrong input shape
+            except RuntimeError as err:
+                raise ValueError(f"{type(model).__name__} does not accept input of shape {tuple(x.shape)}: "
+                                 f"{str(err).splitlines()[0]}. Check input_size against model.data_config.") from None
+            for _ in range(warmup):
+                model(x)
+            timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads,
+                                    label=type(model).__name__, description=f"batch {batch_size} x {c}x{h}x{w}")
+            m = timer.blocked_autorange(min_run_time=min_run_time)
     finally:
         model.train(was_training)
-    median = sorted(times)[len(times) // 2]
-    return Latency(batch_size, h if h == w else (h, w), 1e3 * median, 1e3 * min(times), batch_size / median, str(device))
+    return Latency(batch_size, h if h == w else (h, w), 1e3 * m.median, 1e3 * m.iqr, batch_size / m.median,
+                   m.number_per_run * len(m.raw_times), threads, str(device))
 
 
 def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int, int]] = ((224, 1),),
-                  steps: int = 5, warmup: int = 2) -> "pandas.DataFrame":
-    """Latency of each model at each (input_size, batch_size) setting, one row per pair, with a progress bar."""
+                  min_run_time: float = 0.2, warmup: int = 1, num_threads: int | None = None) -> "pandas.DataFrame":
+    """`measure_latency` of each model at each (input_size, batch_size) setting, one row per pair, with a progress bar."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -198,7 +284,7 @@ def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int,
     jobs = [(name, size, bs) for name in models for size, bs in settings]
     rows = []
     for name, size, bs in tqdm(jobs, desc="timing", leave=False):
-        lat = measure_latency(models[name], size, bs, steps=steps, warmup=warmup)
+        lat = measure_latency(models[name], size, bs, min_run_time=min_run_time, warmup=warmup, num_threads=num_threads)
         rows.append({"model": name, **lat.as_dict()})
     return pd.DataFrame(rows)
 
