@@ -373,9 +373,9 @@ SWEEP = {
     # zoo
     "utils.zoo.model_family": (lambda c: dict(name="resnet50"), {"name": {"number": 3, "None": None}}),
     "utils.zoo.pareto_front": (lambda c: dict(df=c.frame), {"df": {"dict": {"gflops": [1.0]}}, "cost": {"unknown": "ms"}}),
-    "utils.zoo.measure_latency": (lambda c: dict(model=c.model, input_size=16, steps=1, warmup=0), {
-        "model": MODEL, "input_size": INPUT_SIZE, "batch_size": SIZE, "steps": SIZE, "warmup": COUNT0}),
-    "utils.zoo.latency_table": (lambda c: dict(models={"m": c.model}, settings=((16, 1),), steps=1, warmup=0), {
+    "utils.zoo.measure_latency": (lambda c: dict(model=c.model, input_size=16, min_run_time=0.01, warmup=0), {
+        "model": MODEL, "input_size": INPUT_SIZE, "batch_size": SIZE, "min_run_time": POSITIVE, "warmup": COUNT0}),
+    "utils.zoo.latency_table": (lambda c: dict(models={"m": c.model}, settings=((16, 1),), min_run_time=0.01, warmup=0), {
         "models": {"empty": {}, "list": lambda c: [c.model]}, "settings": {"bare pair": (16, 1), "bad size": ((0, 1),)}}),
     "utils.zoo.count_gmacs": (lambda c: dict(model=c.model, input_size=16), {"model": MODEL, "input_size": INPUT_SIZE}),
     # training, groups, optimisers, devices (owned elsewhere; swept all the same)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import cache
 from .checks import MAX_CHARS, check_choice, check_int, check_names, check_number, check_texts
@@ -126,7 +126,7 @@ def encode_texts(tokenizer, model: nn.Module, texts: Sequence[str], max_length: 
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort else list(range(len(texts)))
     chunks: dict[str, list[torch.Tensor]] = {p: [] for p in poolings}
-    for s in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
+    for s in progress_bar(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
         enc = tokenizer([texts[i] for i in order[s:s + batch_size]], truncation=True, max_length=max_length,
                         padding=padding, return_tensors="pt")
         batch = to_device(dict(enc), device)

@@ -222,10 +222,10 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
     optimizer = optimizer or make_optimizer(model, lr)  # one optimiser for all epochs keeps AdamW's moments
     scheduler = fit_kwargs.pop("scheduler", None) or make_scheduler(optimizer, schedule, epochs * len(train_loader), warmup)
     scored = eval_model if eval_model is not None else model
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     history, best_loss, best_state, waited = History(label), math.inf, None, 0
-    bar = tqdm(total=epochs, desc=label or "fit", unit="epoch", disable=not fit_kwargs.pop("progress", True), leave=False)
+    bar = progress_bar(total=epochs, desc=label or "fit", unit="epoch", disable=not fit_kwargs.pop("progress", True), leave=False)
     for _ in range(epochs):  # one bar over epochs (not one per epoch: each would be a saved widget in a notebook)
         if eval_model is None:
             fit(model, train_loader, val_loader, epochs=1, optimizer=optimizer, scheduler=scheduler, history=history,

@@ -42,7 +42,7 @@ def sweep(fn: Callable[..., float | dict], seeds: Sequence[int], progress: bool 
     fixed. Returns a pandas DataFrame with one column per axis, `seed`, and the metrics.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     seeds = list(seeds)
     if not seeds:
@@ -51,7 +51,7 @@ def sweep(fn: Callable[..., float | dict], seeds: Sequence[int], progress: bool 
     values = [v if isinstance(v, (list, tuple, range)) else [v] for v in axes.values()]
     combos = list(itertools.product(*values))
     rows = []
-    with tqdm(total=len(combos) * len(seeds), desc=desc, disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(combos) * len(seeds), desc=desc, disable=not progress, leave=False) as bar:
         for combo in combos:
             setting = dict(zip(names, combo))
             for s in seeds:

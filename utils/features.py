@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import cache
 from .checks import check_int
@@ -127,7 +127,7 @@ def extract(model: nn.Module, data, ks: Sequence[int] = (0,), batch_size: int = 
     device = device or next(model.parameters()).device
     model.to(device)
     chunks: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
-    for s in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
+    for s in progress_bar(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
         x = normalize(images[s:s + batch_size].to(device), data_config(model))
         for k, v in _activations(model, x, ks, n).items():
             chunks[k].append(v.cpu())

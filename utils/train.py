@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .checks import check_int
 from .device import amp_dtype, get_device, model_device
@@ -234,7 +234,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None  # bf16 and CPU need no scaler
     history = history if history is not None else History(label)  # an empty History is falsy
     start_epoch = len(history)
-    bar = tqdm(total=epochs * len(train_loader), desc=label or "fit", disable=not progress, leave=False)
+    bar = progress_bar(total=epochs * len(train_loader), desc=label or "fit", disable=not progress, leave=False)
     for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
         model.train()
         frozen_bn_eval(model)

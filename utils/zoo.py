@@ -265,7 +265,7 @@ def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int,
                   min_run_time: float = 0.2, warmup: int = 1, num_threads: int | None = None) -> "pandas.DataFrame":
     """`measure_latency` of each model at each (input_size, batch_size) setting, one row per pair, with a progress bar."""
     import pandas as pd
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     if not isinstance(models, Mapping) or not models:
         raise TypeError(f"models must be a non-empty dict of name -> nn.Module, got {type(models).__name__}"
@@ -283,7 +283,7 @@ def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int,
             raise type(exc)(f"settings: ({size!r}, {bs!r}) is not a valid (input_size, batch_size) pair: {exc}") from None
     jobs = [(name, size, bs) for name in models for size, bs in settings]
     rows = []
-    for name, size, bs in tqdm(jobs, desc="timing", leave=False):
+    for name, size, bs in progress_bar(jobs, desc="timing", leave=False):
         lat = measure_latency(models[name], size, bs, min_run_time=min_run_time, warmup=warmup, num_threads=num_threads)
         rows.append({"model": name, **lat.as_dict()})
     return pd.DataFrame(rows)
