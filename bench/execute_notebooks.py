@@ -59,7 +59,8 @@ def record(name: str, seconds: float) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
     threads = os.environ.get("TRANSFER_BOOK_THREADS", "2")
-    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, MPLBACKEND="Agg")
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    os.environ.pop("MPLBACKEND", None)  # a kernel started with MPLBACKEND=Agg draws no inline figures
     for arg in sys.argv[1:]:
         p = Path(arg)
         secs = run(p)

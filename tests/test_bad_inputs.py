@@ -415,7 +415,8 @@ EXEMPT = {
         "utils.cache.atomic_path", "utils.cache.save_tensors", "utils.cache.load_tensors", "utils.cache.clear_cache",
         "utils.loaders.default_num_workers", "utils.loaders.seed_worker", "utils.loaders.main_is_importable",
         "utils.loaders.is_in_memory", "utils.loaders.start_method", "utils.zoo.zoo_table", "utils.zoo.is_classifier_weights",
-        "utils.zoo.plot_zoo", "utils.train.to_device", "utils.train.forward", "utils.plots.legend_outside"],
+        "utils.zoo.plot_zoo", "utils.train.to_device", "utils.train.forward", "utils.plots.legend_outside",
+        "utils.progress.progress_bar"],
     "model structure helpers (take a model only; tested in test_groups.py)": [
         "utils.groups.backbone_groups", "utils.groups.classifier_name", "utils.groups.count_parameters",
         "utils.groups.freeze", "utils.groups.unfreeze", "utils.groups.frozen_bn_eval", "utils.groups.get_classifier",
@@ -426,6 +427,9 @@ EXEMPT = {
     "chapter-specific modules with their own tests (features, evidence, explorer, diagnose, charlm, distributed)": [
         "utils.features.check_cut", "utils.features.cache_key", "utils.features.images_of", "utils.features.extract",
         "utils.features.cached_activations", "utils.features.cached_features", "utils.features.Tail", "utils.features.tail",
+        "utils.adapt.shuffled_labels", "utils.adapt.with_marker", "utils.augment.mix_collate", "utils.augment.policy",
+        "utils.augment.strength", "utils.augment.tta_predict", "utils.distributed.load_script",
+        "utils.regularise.L2SPAdamW", "utils.regularise.drift", "utils.regularise.l2sp_optimizer",
         "utils.evidence.sweep", "utils.evidence.summarise", "utils.evidence.describe", "utils.evidence.compare",
         "utils.evidence.compare_to", "utils.evidence.plot_curves", "utils.evidence.plot_points",
         "utils.explorer.load_splits", "utils.explorer.run_strategy", "utils.explorer.default_comparison",

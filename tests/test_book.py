@@ -454,6 +454,27 @@ def stray_plot_return_values(nb: dict) -> list[str]:
     return found
 
 
+FIGURE_CALL = re.compile(r"^(?!\s*def )(?!\s*#).*\b(plt\.(subplots|figure|subplot)\(|show_(images|filters|feature_maps)\(|\bplot_[a-z_]*\(|\.plot\()")
+
+
+def figures_without_images(nb: dict) -> list[str]:
+    """Cells that draw a figure but saved no image: a kernel started with MPLBACKEND=Agg has no inline backend, so
+    the rendered page would silently lose every plot. Top-level `plt.subplots`/`plt.figure`/`show_*` calls count."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        outs = cell.get("outputs", [])
+        has_image = any(k.startswith("image/") for o in outs for k in o.get("data", {}))
+        bare = [o for o in outs if "".join(o.get("data", {}).get("text/plain", "")).startswith("<Figure size")
+                and not any(k.startswith("image/") for k in o.get("data", {}))]
+        top_level = [ln for ln in "".join(cell["source"]).splitlines() if not ln.startswith((" ", "\t"))]
+        draws = any(FIGURE_CALL.search(ln) for ln in top_level)
+        if bare or (draws and not has_image):
+            found.append(f"cell {i} ({cell.get('id')}): draws a figure but saved no image (run the kernel without MPLBACKEND=Agg)")
+    return found
+
+
 def _offenders(check) -> list[str]:
     return [f"{nb.name} {p}" for nb in NOTEBOOKS for p in check(json.loads(nb.read_text()))]
 
@@ -468,6 +489,23 @@ def test_no_unfinished_progress_bars_in_committed_outputs():
 def test_integers_shown_as_integers_in_tables():
     found = _offenders(float_integers_in_tables)
     assert not found, f"{len(found)} table column(s) of integers shown as floats (cast to int / Int64):\n" + "\n".join(found)
+
+
+@RERUN
+def test_every_drawn_figure_is_saved_as_an_image():
+    found = _offenders(figures_without_images)
+    assert not found, f"{len(found)} figure(s) missing from the committed outputs:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("source, outputs, n", [
+    ("fig, ax = plt.subplots()\nax.plot([1, 2])", [], 1),
+    ("fig, ax = plt.subplots()\nax.plot([1, 2])", [{"output_type": "display_data", "data": {"image/png": "x"}}], 0),
+    ("def draw():\n    fig, ax = plt.subplots()", [], 0),
+    ("x = 1", [{"output_type": "display_data", "data": {"text/plain": "<Figure size 640x480 with 1 Axes>"}}], 1),
+])
+def test_figure_checker(source, outputs, n):
+    nb = {"metadata": {}, "cells": [{"cell_type": "code", "source": source, "outputs": outputs}]}
+    assert len(figures_without_images(nb)) == n
 
 
 @RERUN

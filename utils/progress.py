@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["progress_bar"]
+
 
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
     """`tqdm.auto.tqdm(iterable, **kwargs)` that pushes its final count to the display before it closes.
