@@ -219,6 +219,21 @@ def _input_shape(input_size) -> tuple[int, int, int]:
     return (3, *size) if len(size) == 2 else size
 
 
+def _quiet_benchmark():
+    """`torch.utils.benchmark`, imported without cpp_extension's "No CUDA runtime is found" warning on CPU machines
+    (it prints the local install path into a notebook's output and says nothing the reader can act on)."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+    return benchmark
+
+
 def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_run_time: float = 0.2,
                     warmup: int = 1, num_threads: int | None = None) -> Latency:
     """Time inference on random input on the model's own device (eval mode, `torch.inference_mode`) with PyTorch's
@@ -229,8 +244,7 @@ def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_r
     calls return before the work is done). `warmup` untimed passes come first. It runs at `num_threads` CPU threads,
     by default the current `torch.get_num_threads()` (the Timer's own default is one thread).
     """
-    from torch.utils import benchmark
-
+    benchmark = _quiet_benchmark()
     check_model(model)
     c, h, w = _input_shape(input_size)
     _check_positive_int("batch_size", batch_size)
