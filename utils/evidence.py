@@ -195,7 +195,7 @@ class Comparison:
         first, second = (self.mean_b, self.mean_a) if flip else (self.mean_a, self.mean_b)
         if self.scale == 100 and self.unit == "points":
             return f"{first * 100:.1f} % vs {second * 100:.1f} %"
-        return f"{first * self.scale:.3g} vs {second * self.scale:.3g}"
+        return f"{first * self.scale:#.3g} vs {second * self.scale:#.3g}"
 
     def sentence(self) -> str:
         """The finding in words, generated from the numbers (never hand-written), from the winner's side."""
@@ -204,7 +204,8 @@ class Comparison:
                     f"{self._num(self.diff, True)} {self.unit}, {self._tail()})")
         flip = self.verdict == "b"
         win, lose, d = (self.b, self.a, -self.diff) if flip else (self.a, self.b, self.diff)
-        return f"{win} beats {lose} by {self._num(d)} {self.unit} ({self._means(flip)}; {self._tail(flip)})"
+        verb = "beats" if self.unit == "points" else "exceeds"  # "beats" only where higher is better (accuracy)
+        return f"{win} {verb} {lose} by {self._num(d)} {self.unit} ({self._means(flip)}; {self._tail(flip)})"
 
     def row(self) -> dict:
         lo, hi = self.ci
