@@ -338,7 +338,11 @@ def plot_curves(df, x: str, y: str = "acc", by: str = "method", ax=None, band: s
         ax.fill_between(m.index, lo.values, hi.values, color=f"C{i}", alpha=0.18, lw=0)
         ax.scatter(part[x], part[y] * scale, color=f"C{i}", s=8, alpha=0.35, lw=0)
     if logx:
+        import matplotlib.ticker as mticker
+
         ax.set_xscale("log")
+        ax.set_xticks(sorted(df[x].unique()), [f"{v:g}" for v in sorted(df[x].unique())])  # the measured points
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())  # no "2×10¹" labels crowding them
     ax.set(xlabel=x, ylabel=y)
     ax.grid(alpha=0.3)
     if legend_outside:
