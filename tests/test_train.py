@@ -299,3 +299,16 @@ def test_fine_tune_is_lp_ft():
     assert h["stage"] == [0, 1, 1] and all(p.requires_grad for p in model.parameters())
     h0 = utils.fine_tune(_tiny_cnn(), _toy(), epochs=1, freeze_epochs=0, device=CPU, progress=False)
     assert h0["stage"] == [0]
+
+
+def test_amp_dtype_given_explicitly_is_used_on_cpu():
+    """fit(amp=torch.bfloat16) on a CPU trains under bf16 autocast ("auto" keeps a CPU in float32)."""
+    from utils.train import resolve_amp
+
+    cpu = torch.device("cpu")
+    assert resolve_amp(torch.bfloat16, cpu) is torch.bfloat16
+    assert resolve_amp("auto", cpu) is None and resolve_amp(False, cpu) is None
+    with pytest.raises(ValueError, match="autocast dtype"):
+        resolve_amp(torch.float64, cpu)
+    with pytest.raises(ValueError, match="amp must be"):
+        resolve_amp("fast", cpu)

@@ -153,12 +153,26 @@ def _nonempty(loader, name: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None, amp: bool | str = "auto") -> dict[str, float]:
+def resolve_amp(amp, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp`: "auto"/True picks the device's own (`amp_dtype`), a torch dtype is used as given
+    (e.g. torch.bfloat16 on a CPU, which "auto" leaves in float32), False/None switch it off."""
+    if isinstance(amp, torch.dtype):
+        if amp not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"amp={amp} is not an autocast dtype: use torch.bfloat16 or torch.float16.")
+        return amp
+    if amp is None or amp is False:
+        return None
+    if amp == "auto" or amp is True:
+        return amp_dtype(device)
+    raise ValueError(f"amp must be 'auto', True, False, None or a dtype (torch.bfloat16, torch.float16); got {amp!r}.")
+
+
+def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None, amp: bool | str | torch.dtype | None = "auto") -> dict[str, float]:
     """Mean loss and accuracy over a loader, in eval mode, on the model's own device."""
     _nonempty(loader, "The loader")
     device = model_device(model)
     loss_fn = loss_fn or nn.functional.cross_entropy
-    dtype = amp_dtype(device) if amp in ("auto", True) else None
+    dtype = resolve_amp(amp, device)
     was_training = model.training
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
@@ -207,7 +221,7 @@ def predict(model: nn.Module, loader: Iterable) -> tuple[torch.Tensor, torch.Ten
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, epochs: int = 3,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler=None, schedule: str = "constant",
         warmup: float = 0.0, loss_fn: Callable | None = None, device: torch.device | None = None,
-        amp: bool | str = "auto", grad_clip: float | None = None, label: str = "", progress: bool = True,
+        amp: bool | str | torch.dtype | None = "auto", grad_clip: float | None = None, label: str = "", progress: bool = True,
         history: History | None = None, channels_last: bool = False, compile: bool = False,
         eval_loaders: dict | None = None) -> History:
     """Train for `epochs`, evaluating after each; returns (or extends) a `History`.
@@ -230,7 +244,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     optimizer = optimizer or make_optimizer(model, lr)
     if scheduler is None:
         scheduler = make_scheduler(optimizer, schedule, epochs * len(train_loader), warmup)
-    dtype = amp_dtype(device) if amp in ("auto", True) else None
+    dtype = resolve_amp(amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None  # bf16 and CPU need no scaler
     history = history if history is not None else History(label)  # an empty History is falsy
     start_epoch = len(history)
