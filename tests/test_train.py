@@ -2,6 +2,7 @@
 gradual unfreezing and LP-FT."""
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -242,23 +243,29 @@ def test_gradual_unfreeze_first_stage_leaves_the_backbone_alone_and_fresh_optimi
     assert seen[0] is not seen[1]
 
 
-def test_gradual_unfreeze_warms_up_every_stage():
-    model = _tiny_cnn()
-    rates = []
+@contextlib.contextmanager
+def _recording_head_rates(rates: list):
+    """Within the block, utils.optim.make_optimizer builds an AdamW that appends the head's rate at every step."""
+    import utils.optim as optim
 
     class Record(torch.optim.AdamW):
         def step(self, *a, **k):
             rates.append(self.param_groups[-1]["lr"])
             return super().step(*a, **k)
 
-    import utils.optim as optim
-
     orig = optim.make_optimizer
     optim.make_optimizer = lambda *a, **k: Record(optim.param_groups(*a[:1], a[1], *a[3:5], a[2], k.get("trainable_only", True)))
     try:
-        utils.gradual_unfreeze(model, _toy(n=32), stages=[0, None], epochs=1, lr=1.0, warmup=0.5, device=CPU, progress=False)
+        yield
     finally:
         optim.make_optimizer = orig
+
+
+def test_gradual_unfreeze_warms_up_every_stage():
+    model = _tiny_cnn()
+    rates = []
+    with _recording_head_rates(rates):
+        utils.gradual_unfreeze(model, _toy(n=32), stages=[0, None], epochs=1, lr=1.0, warmup=0.5, device=CPU, progress=False)
     assert len(rates) == 8 and rates[0] < rates[1] <= rates[2] == 1.0 and rates[4] < rates[5] <= rates[6] == 1.0
 
 
@@ -266,21 +273,9 @@ def test_gradual_unfreeze_linear_schedule_warms_up_and_decays_every_stage():
     """schedule="linear": ULMFiT's slanted triangular rate in each stage (up over the warm-up, then down towards 0)."""
     model = _tiny_cnn()
     rates = []
-
-    class Record(torch.optim.AdamW):
-        def step(self, *a, **k):
-            rates.append(self.param_groups[-1]["lr"])
-            return super().step(*a, **k)
-
-    import utils.optim as optim
-
-    orig = optim.make_optimizer
-    optim.make_optimizer = lambda *a, **k: Record(optim.param_groups(*a[:1], a[1], *a[3:5], a[2], k.get("trainable_only", True)))
-    try:
+    with _recording_head_rates(rates):
         utils.gradual_unfreeze(model, _toy(n=32), stages=[0, None], epochs=2, lr=1.0, warmup=0.25, schedule="linear",
                                device=CPU, progress=False)
-    finally:
-        optim.make_optimizer = orig
     assert len(rates) == 16
     for stage in (rates[:8], rates[8:]):  # 8 steps, 2 of warm-up: 0, 0.5, then 1.0 falling linearly to 1/6
         assert stage[0] == 0.0 and stage[1] == pytest.approx(0.5) and stage[2] == pytest.approx(1.0)
