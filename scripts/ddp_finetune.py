@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--accum-steps", type=_positive, default=1, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="sgd (momentum 0.9) reacts to the gradient's scale: a check that DDP averages, not sums")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--grad-clip", type=float, default=None)
     p.add_argument("--amp", choices=("auto", "off"), default="auto", help="auto: bf16 (or fp16 + GradScaler) on CUDA only")
@@ -128,6 +130,9 @@ def _prepare_model(args: argparse.Namespace, d: Dist) -> nn.Module:
 
 def _make_trainer(args: argparse.Namespace, model: nn.Module, device: torch.device, total_steps: int):
     optimizer = utils.make_optimizer(model, args.lr, args.weight_decay)
+    if args.optimizer == "sgd":  # the same parameter groups (no decay on biases and norms), plain SGD with momentum
+        groups = [{k: g[k] for k in ("params", "lr", "weight_decay")} for g in optimizer.param_groups]
+        optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=0.9)
     dtype = utils.amp_dtype(device) if args.amp == "auto" else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None  # bf16 needs no loss scaling
     # A constant schedule still gets a scheduler object, so the saved training state has the same keys either way.

@@ -184,3 +184,15 @@ def test_tiny_model_is_a_small_cnn_without_batchnorm():
     assert all(torch.equal(v, same[k]) for k, v in model.state_dict().items())  # identical on every rank
     assert model.classifier.in_features == 32 * 16 and model(torch.zeros(2, 3, 16, 16)).shape == (2, 10)  # a 4 x 4 grid
     assert script.parse_args([]).model == "effnet" and script.parse_args([]).schedule == "cosine"
+
+
+def test_sgd_option_keeps_the_parameter_groups_and_adds_momentum():
+    """--optimizer sgd: the same groups as AdamW (no decay on biases and norms), SGD with momentum 0.9."""
+    args = script.parse_args(["--model", "tiny", "--optimizer", "sgd", "--lr", "0.05"])
+    model = script.build_model("tiny", 10, 0, seed=0)
+    trainer, _ = script._make_trainer(args, model, torch.device("cpu"), total_steps=10)
+    opt = trainer["optimizer"]
+    assert isinstance(opt, torch.optim.SGD) and all(g["momentum"] == 0.9 for g in opt.param_groups)
+    decays = sorted({g["weight_decay"] for g in opt.param_groups})
+    assert decays == [0.0, args.weight_decay]
+    assert script.parse_args([]).optimizer == "adamw"
