@@ -315,7 +315,6 @@ def test_chapter_mention_checker_in_outputs(text, n_problems):
 
 # --- Clean committed outputs: finished progress bars, integers as integers, no stray plotting return values ------
 
-RERUN = pytest.mark.xfail(strict=False, reason="chapters being re-executed")
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 BAR_PCT, BAR_COUNT = re.compile(r"(\d+)%"), re.compile(r"(\d+)/(\d+)")
 TEXT_BAR = re.compile(r"(\d+)%\|[^|\n]*\|\s*(\d+)/(\d+)")
@@ -479,19 +478,16 @@ def _offenders(check) -> list[str]:
     return [f"{nb.name} {p}" for nb in NOTEBOOKS for p in check(json.loads(nb.read_text()))]
 
 
-@RERUN
 def test_no_unfinished_progress_bars_in_committed_outputs():
     found = _offenders(unfinished_progress_bars)
     assert not found, f"{len(found)} progress bar(s) saved below 100 %:\n" + "\n".join(found)
 
 
-@RERUN
 def test_integers_shown_as_integers_in_tables():
     found = _offenders(float_integers_in_tables)
     assert not found, f"{len(found)} table column(s) of integers shown as floats (cast to int / Int64):\n" + "\n".join(found)
 
 
-@RERUN
 def test_every_drawn_figure_is_saved_as_an_image():
     found = _offenders(figures_without_images)
     assert not found, f"{len(found)} figure(s) missing from the committed outputs:\n" + "\n".join(found)
@@ -508,7 +504,6 @@ def test_figure_checker(source, outputs, n):
     assert len(figures_without_images(nb)) == n
 
 
-@RERUN
 def test_no_stray_plotting_return_values_in_outputs():
     found = _offenders(stray_plot_return_values)
     assert not found, f"{len(found)} stray return value(s) of plotting calls:\n" + "\n".join(found)
