@@ -307,3 +307,12 @@ def test_amp_dtype_given_explicitly_is_used_on_cpu():
         resolve_amp(torch.float64, cpu)
     with pytest.raises(ValueError, match="amp must be"):
         resolve_amp("fast", cpu)
+
+
+def test_evaluate_builds_no_autograd_graph():
+    """evaluate runs under torch.no_grad: no graph is kept for the losses it sums."""
+    model = nn.Linear(4, 2)
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(o.requires_grad))
+    utils.evaluate(model, [(torch.randn(3, 4), torch.tensor([0, 1, 0]))])
+    assert seen == [False]

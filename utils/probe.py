@@ -5,6 +5,7 @@ improving when it stops, so comparing it with fine-tuning compares an unfinished
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,8 +68,6 @@ def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_i
     from sklearn.linear_model import LogisticRegression  # imported after the checks: a bad call fails at once
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    import copy
 
     scaler = StandardScaler().fit(tx) if standardize else None
     ftx, fvx = (scaler.transform(tx), scaler.transform(vx)) if scaler else (tx, vx)

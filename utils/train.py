@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from .progress import progress_bar
 
 from .checks import check_int
 from .device import amp_dtype, get_device, model_device
 from .groups import frozen_bn_eval, layer_groups, unfreeze_last
+from .progress import progress_bar
 
 __all__ = ["History", "Step", "to_device", "forward", "train_step", "evaluate", "predict", "fit", "gradual_unfreeze",
            "fine_tune"]
@@ -152,7 +152,6 @@ def _nonempty(loader, name: str) -> None:
                          "or is drop_last=True with fewer examples than one batch?")
 
 
-@torch.no_grad()
 def resolve_amp(amp, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `amp`: "auto"/True picks the device's own (`amp_dtype`), a torch dtype is used as given
     (e.g. torch.bfloat16 on a CPU, which "auto" leaves in float32), False/None switch it off."""
@@ -167,6 +166,7 @@ def resolve_amp(amp, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"amp must be 'auto', True, False, None or a dtype (torch.bfloat16, torch.float16); got {amp!r}.")
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None, amp: bool | str | torch.dtype | None = "auto") -> dict[str, float]:
     """Mean loss and accuracy over a loader, in eval mode, on the model's own device."""
     _nonempty(loader, "The loader")
