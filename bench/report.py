@@ -37,6 +37,15 @@ def cache_section(res: dict) -> str:
               f"{res['max_head_weight_difference']:.1e}).")
 
 
+def probe_section(res: dict) -> str:
+    rows = [{"BLAS threads": k, "seconds (best)": min(v), "all runs": ", ".join(map(str, v))} for k, v in res["seconds"].items()]
+    st = res["setup"]
+    return (f"{st['train_examples']} labelled digits, {st['features']}; pools {st['pools']}. " + where(res) + "\n\n"
+            + md_table(rows, ["BLAS threads", "seconds (best)", "all runs"])
+            + f"\n\nBLAS default / one BLAS thread: {res['ratios']['blas_default/one_blas_thread']}x, same C chosen "
+              f"({res['chosen_c']:.3g}).")
+
+
 def gpu_section(res: dict) -> str:
     out = where(res) + "\n\n"
     if res.get("gpu") is None and "loaders" not in res:
@@ -88,6 +97,7 @@ def explorer_grid_section(res: dict) -> str:
 
 
 SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_section),
+            "bench_probe": ("Linear probe: one BLAS thread vs the default next to torch", probe_section),
             "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
             "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
             "bench_explorer": ("Explorer answer time", explorer_section),

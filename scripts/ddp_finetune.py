@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sgd (momentum 0.9) reacts to the gradient's scale: a check that DDP averages, not sums")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--grad-clip", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout before the classifier; it draws from the RNG, so an exact resume needs the RNG state back")
     p.add_argument("--amp", choices=("auto", "off"), default="auto", help="auto: bf16 (or fp16 + GradScaler) on CUDA only")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster convolutions on tensor cores)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
@@ -79,13 +81,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N optimizer steps (0: at the end)")
     p.add_argument("--stop-after", type=int, default=0, help="simulate an interruption: checkpoint and exit after N steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--no-rng-restore", action="store_true",
+                   help="a control only: resume without the saved RNG states (dropout then draws other masks)")
     return p.parse_args(argv)
 
 
-def build_model(name: str, num_classes: int, unfreeze: int, seed: int) -> nn.Module:
+def build_model(name: str, num_classes: int, unfreeze: int, seed: int, dropout: float = 0.0) -> nn.Module:
     """The model to fine-tune, identical on every rank (seeded), with only the chosen groups trainable."""
     if name == "tiny":  # no BatchNorm: data-parallel runs then match one process exactly (up to rounding)
-        model = utils.small_cnn(num_classes, widths=(16, 32), input_size=16, seed=seed, norm=False)
+        model = utils.small_cnn(num_classes, widths=(16, 32), input_size=16, seed=seed, norm=False, dropout=dropout)
         # Without BatchNorm, a global average pool over two blocks learns digits slowly (near chance after 3 epochs),
         # and a run that does not learn is a poor test of equivalence. Pooling to 4 x 4 keeps where the strokes are.
         with torch.random.fork_rng(devices=[]):
@@ -96,6 +100,8 @@ def build_model(name: str, num_classes: int, unfreeze: int, seed: int) -> nn.Mod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = utils.create_backbone("efficientnet_lite0", num_classes=num_classes)
+        if dropout:
+            model = utils.replace_head(model, num_classes, dropout=dropout)
     utils.unfreeze_last(model, unfreeze)
     return model
 
@@ -113,13 +119,13 @@ def build_data(train_size: int, val_size: int, image_size: int):
 
 
 def _config(args: argparse.Namespace, d: Dist, steps_per_epoch: int) -> dict:
-    keys = ("model", "unfreeze", "train_size", "image_size", "epochs", "batch_size", "accum_steps", "lr", "seed")
+    keys = ("model", "unfreeze", "train_size", "image_size", "epochs", "batch_size", "accum_steps", "lr", "seed", "dropout")
     return {**{k: getattr(args, k) for k in keys}, "world_size": d.world_size, "steps_per_epoch": steps_per_epoch,
             "effective_batch": d.world_size * args.batch_size * args.accum_steps}
 
 
 def _prepare_model(args: argparse.Namespace, d: Dist) -> nn.Module:
-    model = build_model(args.model, 10, args.unfreeze, args.seed).to(d.device)
+    model = build_model(args.model, 10, args.unfreeze, args.seed, args.dropout).to(d.device)
     if args.sync_bn:
         if d.device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel). On CPU use a model "
@@ -180,7 +186,7 @@ def _run(args: argparse.Namespace, d: Dist) -> dict:
     trainer, dtype = _make_trainer(args, model, d.device, args.epochs * steps_per_epoch)
     progress = {"step": 0, "losses": [], "val": [], "seconds": 0.0, "images": 0}
     if args.resume:
-        progress = load_state(args.out, model, trainer, d, config)
+        progress = load_state(args.out, model, trainer, d, config, rng=not args.no_rng_restore)
         _log(d, f"resumed from step {progress['step']} in {args.out.name}/")
     net, ddp = _wrap(model, d, args.compile)
     val_loader = utils.make_loader(val_ds, 64, device=d.device, num_workers=0) if val_ds is not None else None

@@ -123,6 +123,34 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_exactly(runs):
     assert m_res["losses"] == m_full["losses"] and not m_res["stopped_early"]
 
 
+@pytest.fixture(scope="module")
+def dropout_runs(tmp_path_factory) -> dict[str, Path]:
+    """With dropout the RNG matters: uninterrupted, resumed, and resumed without the saved RNG states (one process)."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("ddp_dropout")
+    out = {name: tmp / name for name in ("full", "resumed", "no_rng")}
+    drop = ["--batch-size", "16", "--dropout", "0.3"]
+    _launch(out["full"], *drop)
+    _launch(out["resumed"], *drop, "--stop-after", "7")
+    shutil.copytree(out["resumed"], out["no_rng"])
+    _launch(out["resumed"], *drop, "--resume")
+    _launch(out["no_rng"], *drop, "--resume", "--no-rng-restore")
+    return out
+
+
+def test_resume_with_dropout_is_exact_because_the_rng_state_is_restored(dropout_runs):
+    full, resumed, no_rng = (_weights(dropout_runs[k]) for k in ("full", "resumed", "no_rng"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    # the control: the same resume without the saved RNG states draws other dropout masks and ends elsewhere
+    assert _max_diff(full, no_rng) > 100 * ATOL
+
+
+def test_dropout_option_reaches_the_model():
+    assert script.build_model("tiny", 10, 0, seed=0, dropout=0.3).drop.p == 0.3
+    assert script.build_model("tiny", 10, 0, seed=0).drop.p == 0.0
+
+
 def test_untrained_weights_differ_so_the_comparison_has_teeth(runs):
     fresh = script.build_model("tiny", 10, 0, seed=0).state_dict()
     assert _max_diff(fresh, _weights(runs["single16"])) > 100 * ATOL

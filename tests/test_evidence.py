@@ -150,3 +150,11 @@ def test_plots_show_every_seed_and_the_spread():
     assert len(ax.lines) == 2 and len(ax.collections) == 4  # a band and the seeds' dots per method
     ax = ev.plot_points(df[df.labels == 5], y="acc")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+
+
+def test_span_prints_a_range_or_one_number():
+    assert ev.span([0.78, 0.8, 0.79], "{:.0%}") == "78%–80%"
+    assert ev.span(pd.Series([0.999, 1.0]), "{:.0%}") == "100%"  # not '100%–100%'
+    assert ev.span(np.array([[1.5], [0.25]])) == "0.250–1.500"
+    with pytest.raises(ValueError, match="at least one"):
+        ev.span([])

@@ -125,8 +125,10 @@ def _check_compatible(saved: dict, config: dict) -> None:
                              f"resume with the same data, epochs, seed and effective batch (processes x batch x accum).")
 
 
-def load_state(folder: Path, model: nn.Module, trainer: dict, d: Dist, config: dict) -> dict:
-    """Load weights, optimizer/schedule/scaler and this rank's RNG from `folder`; returns the saved progress."""
+def load_state(folder: Path, model: nn.Module, trainer: dict, d: Dist, config: dict, rng: bool = True) -> dict:
+    """Load weights, optimizer/schedule/scaler and this rank's RNG from `folder`; returns the saved progress.
+
+    `rng=False` exists as a control: it shows what an exact resume owes to the saved RNG states."""
     if not (folder / STATE).is_file():
         raise FileNotFoundError(f"No {STATE} in {folder}: nothing to resume. Run once without --resume first.")
     state = torch.load(folder / STATE, map_location="cpu", weights_only=True)
@@ -137,7 +139,7 @@ def load_state(folder: Path, model: nn.Module, trainer: dict, d: Dist, config: d
     for key, obj in trainer.items():
         if obj is not None and key in state:  # e.g. no GradScaler state when the checkpoint came from a bf16 run
             obj.load_state_dict(state[key])
-    if state["world_size"] == d.world_size:
+    if rng and state["world_size"] == d.world_size:
         restore_rng(state["rng"][d.rank])
     return state["progress"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["sweep", "repeated_folds", "Fold", "summarise", "describe", "Comparison", "compare", "compare_to",
+__all__ = ["sweep", "repeated_folds", "Fold", "summarise", "describe", "span", "Comparison", "compare", "compare_to",
            "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
 
 MIN_PAIRS = 3  # the book's standard: no comparison on fewer than three seeds or folds
@@ -122,6 +122,15 @@ def describe(df, metric: str = "acc", by: str = "method", scale: float = 100, un
              for name, r in s.iterrows()]
     ns = sorted(set(s["n"]))
     return ", ".join(parts) + f" (mean ± sd over {'/'.join(map(str, ns))} {_pair_word('seed', max(ns))})"
+
+
+def span(values, fmt: str = "{:.3f}") -> str:
+    """'0.78–0.80' over seeds, or one number when the range prints as one ('100%', not '100%–100%')."""
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size == 0:
+        raise ValueError("span needs at least one value.")
+    lo, hi = fmt.format(v.min()), fmt.format(v.max())
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def _need(df, cols: Iterable[str]) -> None:

@@ -69,16 +69,21 @@ def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_i
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits
+
     scaler = StandardScaler().fit(tx) if standardize else None
     ftx, fvx = (scaler.transform(tx), scaler.transform(vx)) if scaler else (tx, vx)
     # The regularisation path, strongest first, each fit warm-started from the last (as LogisticRegressionCV does):
     # the same optima to the solver's tolerance in a fraction of the L-BFGS iterations.
     lr = LogisticRegression(max_iter=max_iter, warm_start=True)
     scores, best, best_c = {}, None, None
-    for c in sorted(cs):
-        lr.set_params(C=c).fit(ftx, ty)
-        scores[c] = float(lr.score(fvx, vy))
-        if best is None or scores[c] > scores[best_c]:
-            best, best_c = copy.deepcopy(lr), c
+    # One BLAS thread: these products are small, and a multi-threaded OpenBLAS pool competing with torch's OpenMP
+    # threads for the same cores made each fit about 10x slower at 2 threads (measured; see bench/bench_probe.py).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for c in sorted(cs):
+            lr.set_params(C=c).fit(ftx, ty)
+            scores[c] = float(lr.score(fvx, vy))
+            if best is None or scores[c] > scores[best_c]:
+                best, best_c = copy.deepcopy(lr), c
     steps = [scaler] if scaler else []
     return Probe(make_pipeline(*steps, best), best_c, scores)
