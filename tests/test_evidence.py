@@ -140,6 +140,9 @@ def test_claims_assert_with_the_numbers_and_make_the_closing_table():
     t = claims.table()
     assert list(t.columns) == ["claim", "measured", "seeds/folds", "holds"]
     assert t["holds"].tolist() == ["yes", "yes", "no"] and t["seeds/folds"].tolist()[0] == 3
+    long = "a claim much longer than pandas' fifty-character display cut, which must stay whole"
+    claims.check(True, long, "measured")
+    assert long in claims.table()._repr_html_() and long in repr(claims.table())  # pandas would cut it at 50
     with pytest.raises(ValueError, match="outcome must be"):
         claims.expect(good, "maybe")
 

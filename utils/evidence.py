@@ -192,12 +192,13 @@ class Comparison:
         lo, hi = self.ci
         return "a" if lo > 0 else "b" if hi < 0 else "noise"
 
-    def _num(self, v: float, sign: bool = False) -> str:
-        return f"{v * self.scale:{'+' if sign else ''}.1f}"
+    def _num(self, v: float, sign: bool = False, unit: bool = False) -> str:
+        text = f"{v * self.scale:{'+' if sign else ''}.1f}"
+        return f"{text} {self.unit}" if unit and self.unit else text
 
     def _tail(self, flip: bool = False) -> str:
         lo, hi = (-self.ci[1], -self.ci[0]) if flip else self.ci
-        return (f"{self.level * 100:.0f} % interval {self._num(lo, True)} to {self._num(hi, True)} {self.unit}, "
+        return (f"{self.level * 100:.0f} % interval {self._num(lo, True)} to {self._num(hi, True, unit=True)}, "
                 f"{self.n} {_pair_word(self.pair, self.n)}")
 
     def _means(self, flip: bool = False) -> str:
@@ -210,11 +211,11 @@ class Comparison:
         """The finding in words, generated from the numbers (never hand-written), from the winner's side."""
         if self.verdict == "noise":
             return (f"{self.a} and {self.b} are within noise here ({self._means()}; difference "
-                    f"{self._num(self.diff, True)} {self.unit}, {self._tail()})")
+                    f"{self._num(self.diff, True, unit=True)}, {self._tail()})")
         flip = self.verdict == "b"
         win, lose, d = (self.b, self.a, -self.diff) if flip else (self.a, self.b, self.diff)
         verb = "beats" if self.unit == "points" else "exceeds"  # "beats" only where higher is better (accuracy)
-        return f"{win} {verb} {lose} by {self._num(d)} {self.unit} ({self._means(flip)}; {self._tail(flip)})"
+        return f"{win} {verb} {lose} by {self._num(d, unit=True)} ({self._means(flip)}; {self._tail(flip)})"
 
     def row(self) -> dict:
         lo, hi = self.ci
@@ -322,7 +323,27 @@ class Claims:
         df = pd.DataFrame(self.rows, columns=["claim", "measured", "n", "holds"])
         df["n"] = df["n"].astype("Int64")
         df["holds"] = df["holds"].map({True: "yes", False: "no"})
-        return df.rename(columns={"n": "seeds/folds", "holds": "holds"})
+        return _wide(df.rename(columns={"n": "seeds/folds", "holds": "holds"}))
+
+
+def _wide(df):
+    """The same DataFrame, shown without pandas' 50-character cut (a claim cut in half is not a claim)."""
+    import pandas as pd
+
+    class WideTable(pd.DataFrame):
+        @property
+        def _constructor(self):
+            return WideTable
+
+        def _repr_html_(self):
+            with pd.option_context("display.max_colwidth", None):
+                return super()._repr_html_()
+
+        def __repr__(self):
+            with pd.option_context("display.max_colwidth", None):
+                return super().__repr__()
+
+    return WideTable(df)
 
 
 # --- Plots that show the spread ----------------------------------------------------------------------------------
