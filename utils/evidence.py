@@ -15,6 +15,7 @@ For repeated k-fold cross-validation the folds overlap, so the plain paired t-in
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -326,8 +327,9 @@ class Claims:
         return _wide(df.rename(columns={"n": "seeds/folds", "holds": "holds"}))
 
 
-def _wide(df):
-    """The same DataFrame, shown without pandas' 50-character cut (a claim cut in half is not a claim)."""
+@functools.cache
+def _wide_table() -> type:
+    """A DataFrame that displays without pandas' 50-character cut (a claim cut in half is not a claim)."""
     import pandas as pd
 
     class WideTable(pd.DataFrame):
@@ -343,7 +345,12 @@ def _wide(df):
             with pd.option_context("display.max_colwidth", None):
                 return super().__repr__()
 
-    return WideTable(df)
+    return WideTable
+
+
+def _wide(df):
+    """The same DataFrame, shown in full."""
+    return _wide_table()(df)
 
 
 # --- Plots that show the spread ----------------------------------------------------------------------------------

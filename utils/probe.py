@@ -78,7 +78,7 @@ def linear_probe(train_x, train_y, val_x, val_y, cs: Sequence[float] = CS, max_i
     lr = LogisticRegression(max_iter=max_iter, warm_start=True)
     scores, best, best_c = {}, None, None
     # One BLAS thread: these products are small, and a multi-threaded OpenBLAS pool competing with torch's OpenMP
-    # threads for the same cores made each fit about 10x slower at 2 threads (measured; see bench/bench_probe.py).
+    # threads for the same cores made each fit about 8x slower at 2 threads (measured: bench/bench_probe.py).
     with threadpool_limits(limits=1, user_api="blas"):
         for c in sorted(cs):
             lr.set_params(C=c).fit(ftx, ty)
