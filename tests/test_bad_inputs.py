@@ -424,7 +424,8 @@ EXEMPT = {
         "utils.adapt.bn_layers", "utils.smallcnn.conv_block", "utils.text.masked_mean", "utils.text.masked_max",
         "utils.optim.group_lrs", "utils.optim.param_groups", "utils.optim.warmup_cosine", "utils.optim.warmup_linear",
         "utils.optim.plot_lr_find", "utils.optim.lr_find", "utils.train.train_step", "utils.train.gradual_unfreeze"],
-    "chapter-specific modules with their own tests (features, evidence, explorer, diagnose, charlm, distributed)": [
+    "chapter-specific modules with their own tests (features, evidence, explorer, diagnose, charlm, distributed, "
+    "calibration, interpret)": [
         "utils.features.check_cut", "utils.features.cache_key", "utils.features.images_of", "utils.features.extract",
         "utils.features.cached_activations", "utils.features.cached_features", "utils.features.Tail", "utils.features.tail",
         "utils.adapt.shuffled_labels", "utils.adapt.with_marker", "utils.augment.mix_collate", "utils.augment.policy",
@@ -443,7 +444,12 @@ EXEMPT = {
         "utils.distributed.setup_distributed", "utils.distributed.ResumableSampler", "utils.distributed.capture_rng",
         "utils.distributed.restore_rng", "utils.distributed.gather", "utils.distributed.mean_over_ranks",
         "utils.distributed.save_state", "utils.distributed.load_state", "utils.distributed.free_port",
-        "utils.distributed.launch_command", "utils.distributed.launch"],
+        "utils.distributed.launch_command", "utils.distributed.launch",
+        "utils.calibration.expected_calibration_error", "utils.calibration.reliability_curve",
+        "utils.calibration.fit_temperature", "utils.calibration.scale_logits", "utils.calibration.nll",
+        "utils.calibration.plot_reliability", "utils.interpret.per_class_report", "utils.interpret.most_confused",
+        "utils.interpret.top_losses", "utils.interpret.class_activation_map", "utils.interpret.grad_cam",
+        "utils.interpret.mass_inside", "utils.interpret.plot_cams"],
     "the checks themselves (tests/test_checks.py)": [f"utils.checks.{n}" for n in importlib.import_module("utils.checks").__all__
                                                      if callable(getattr(utils.checks, n))],
     "saving a Hugging Face classifier needs a trained model (tests/test_bert.py)": ["utils.bert.save_classifier"],

@@ -64,6 +64,16 @@ def test_tail_on_cached_input_equals_the_full_model(cache, model, images, k):
         assert torch.allclose(features.tail(model, k)(acts[k]), full, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_tail_pre_logits_are_the_full_models_pooled_features(cache, model, images, k):
+    acts = features.extract(model, images, (0, k), progress=False)
+    with torch.no_grad():
+        pooled = features.tail(model, k).pre_logits(acts[k])
+        assert pooled.shape == (len(images), 1280)
+        assert torch.allclose(pooled, acts[0], atol=1e-4)
+        assert torch.allclose(features.tail(model, k).head(pooled), features.tail(model, k)(acts[k]), atol=1e-4)
+
+
 def test_key_changes_with_split_size_cut_content_and_weights(model, images):
     base = features.cache_key(model, images, 1, "rand", "train")
     assert base == features.cache_key(model, images.clone(), 1, "rand", "train")  # content, not identity

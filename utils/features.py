@@ -188,6 +188,12 @@ class Tail(nn.Module):
             x = block(x)
         return self._forward_head(x) if self.k > 0 else self.head(x)
 
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the classifier reads (the penultimate layer), from the cached input of this cut."""
+        for block in self.blocks:
+            x = block(x)
+        return self._forward_head(x, pre_logits=True).flatten(1) if self.k > 0 else x
+
 
 def tail(model: nn.Module, k: int) -> Tail:
     """The trainable part above a cut: train it on `cached_activations(model, data, [k])[k]`."""
