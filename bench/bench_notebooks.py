@@ -1,10 +1,10 @@
-"""Chapter run times (bench/results/notebook_times.csv) against their budgets: 3 min vision, 4 min sequence chapters.
+"""Chapter run times (bench/results/notebook_times.csv) against their budgets: 3 min vision, 4 min sequence and closing chapters.
 
 Usage: python bench/execute_notebooks.py notebooks/*.ipynb   # re-runs chapters and records their times
        python bench/bench_notebooks.py [--strict]             # summarises them; --strict exits 1 if one is over
 
-A chapter's budget is for 2 CPU cores. Chapters on text (RNNs, BERT, GloVe, MiniLM, sequences) get 4 minutes,
-all others 3. Writes bench/results/bench_notebooks_<cpu|cuda>.json.
+A chapter's budget is for 2 CPU cores. Chapters on text (RNNs, BERT, GloVe, MiniLM, sequences) and the two
+closing practice chapters (evaluating, shipping: 4 minutes each in their issue) get 4 minutes, all others 3. Writes bench/results/bench_notebooks_<cpu|cuda>.json.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 from benchlib import ROOT, RESULTS, save_results, table
 
 VISION_BUDGET_S, SEQUENCE_BUDGET_S = 180, 240
-SEQUENCE = re.compile(r"rnn|lstm|bert|minilm|glove|text|sequence|nlp|language|sentiment|char", re.I)
+SEQUENCE = re.compile(r"rnn|lstm|bert|minilm|glove|text|sequence|nlp|language|sentiment|char|evaluating|shipping", re.I)
 
 
 def budget(notebook: str) -> int:

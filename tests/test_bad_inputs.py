@@ -425,7 +425,7 @@ EXEMPT = {
         "utils.optim.group_lrs", "utils.optim.param_groups", "utils.optim.warmup_cosine", "utils.optim.warmup_linear",
         "utils.optim.plot_lr_find", "utils.optim.lr_find", "utils.train.train_step", "utils.train.gradual_unfreeze"],
     "chapter-specific modules with their own tests (features, evidence, explorer, diagnose, charlm, distributed, "
-    "calibration, interpret)": [
+    "calibration, interpret, showcase, deploy, distill)": [
         "utils.features.check_cut", "utils.features.cache_key", "utils.features.images_of", "utils.features.extract",
         "utils.features.cached_activations", "utils.features.cached_features", "utils.features.Tail", "utils.features.tail",
         "utils.adapt.shuffled_labels", "utils.adapt.with_marker", "utils.augment.mix_collate", "utils.augment.policy",
@@ -449,7 +449,12 @@ EXEMPT = {
         "utils.calibration.fit_temperature", "utils.calibration.scale_logits", "utils.calibration.nll",
         "utils.calibration.plot_reliability", "utils.interpret.per_class_report", "utils.interpret.most_confused",
         "utils.interpret.top_losses", "utils.interpret.class_activation_map", "utils.interpret.grad_cam",
-        "utils.interpret.mass_inside", "utils.interpret.plot_cams"],
+        "utils.interpret.mass_inside", "utils.interpret.plot_cams",
+        "utils.showcase.Recipe", "utils.showcase.DigitSplits", "utils.showcase.digit_splits", "utils.showcase.train_rows",
+        "utils.showcase.activations", "utils.showcase.fine_tune_digits", "utils.showcase.digits_model",
+        "utils.deploy.export_program", "utils.deploy.export_onnx", "utils.deploy.OnnxModel", "utils.deploy.quantize_onnx",
+        "utils.deploy.file_mb", "utils.deploy.max_abs_diff", "utils.distill.pack_targets", "utils.distill.distill_loader",
+        "utils.distill.DistillationLoss", "utils.distill.teacher_logits"],
     "the checks themselves (tests/test_checks.py)": [f"utils.checks.{n}" for n in importlib.import_module("utils.checks").__all__
                                                      if callable(getattr(utils.checks, n))],
     "saving a Hugging Face classifier needs a trained model (tests/test_bert.py)": ["utils.bert.save_classifier"],

@@ -101,8 +101,7 @@ def test_notebook_ends_with_exercises(path: Path):
 
 # --- Chapter numbers: file number = place in the TOC = rendered number ------------------------------------------
 
-# Which part each chapter number belongs to. 12_evaluating ("Evaluating and interpreting a fine-tuned model") and
-# 13_deployment ("From notebook to product") are planned for Practice: list them in _toc.yml when they land.
+# Which part each chapter number belongs to (12_evaluating and 13_shipping close the Practice part).
 PARTS = {"Foundations": range(1, 3), "Vision": range(3, 8), "Sequences": range(8, 11), "Practice": range(11, 14)}
 CHAPTER_FILE = re.compile(r"^(\d{2})_[a-z0-9_]+$")
 

@@ -141,7 +141,7 @@ def plot_reliability(curves: dict, ax=None, title: str = ""):
         size = 12 + 180 * full["count"] / full["count"].max()
         ax.plot(full["confidence"], full["accuracy"], "-", color=f"C{i}", lw=1, label=str(name))
         ax.scatter(full["confidence"], full["accuracy"], s=size, color=f"C{i}", alpha=0.6, zorder=3)
-    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="mean confidence in bin", ylabel="accuracy in bin",
+    ax.set(xlim=(0, 1.05), ylim=(0, 1.05), xlabel="mean confidence in bin", ylabel="accuracy in bin",
            title=title or "reliability (dot area: examples in bin)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
