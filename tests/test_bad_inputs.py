@@ -432,7 +432,7 @@ EXEMPT = {
         "utils.augment.strength", "utils.augment.tta_predict", "utils.distributed.load_script",
         "utils.regularise.L2SPAdamW", "utils.regularise.drift", "utils.regularise.l2sp_optimizer",
         "utils.evidence.sweep", "utils.evidence.summarise", "utils.evidence.describe", "utils.evidence.span", "utils.evidence.compare",
-        "utils.evidence.compare_to", "utils.evidence.plot_curves", "utils.evidence.plot_points",
+        "utils.evidence.compare_to", "utils.evidence.mcnemar", "utils.evidence.plot_curves", "utils.evidence.plot_points",
         "utils.explorer.load_splits", "utils.explorer.run_strategy", "utils.explorer.default_comparison",
         "utils.explorer.runs_table", "utils.explorer.plot_runs", "utils.explorer.explorer_widget",
         "utils.diagnose.check_history", "utils.diagnose.evidence", "utils.diagnose.diagnose", "utils.diagnose.diagnose_table",

@@ -161,3 +161,22 @@ def test_span_prints_a_range_or_one_number():
     assert ev.span(np.array([[1.5], [0.25]])) == "0.250–1.500"
     with pytest.raises(ValueError, match="at least one"):
         ev.span([])
+
+
+def test_mcnemar_is_small_when_one_model_wins_most_disagreements_and_one_sided():
+    import torch
+
+    truth = np.ones(1000, dtype=bool)
+    b = truth.copy()
+    b[:60] = False  # b misses 60 examples a gets right
+    b[60:70] = True
+    a = truth.copy()
+    a[60:70] = False  # a misses 10 that b gets right
+    p = ev.mcnemar(a, b)
+    assert p < 1e-8
+    assert ev.mcnemar(b, a) > 0.99  # one-sided: b is not more accurate than a
+    assert ev.mcnemar(torch.tensor(a), torch.tensor(b)) == p  # tensors work too
+    assert ev.mcnemar(a, a) == 1.0  # no disagreements, no evidence
+    assert ev.mcnemar(np.r_[np.ones(10, bool), np.zeros(10, bool)], np.r_[np.zeros(10, bool), np.ones(10, bool)]) > 0.5
+    with pytest.raises(ValueError, match="same examples"):
+        ev.mcnemar(a, b[:10])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["sweep", "repeated_folds", "Fold", "summarise", "describe", "span", "Comparison", "compare", "compare_to",
-           "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
+           "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
 
 MIN_PAIRS = 3  # the book's standard: no comparison on fewer than three seeds or folds
 
@@ -283,6 +283,24 @@ def compare_to(df, a: str, value: float, name: str = "chance", metric: str = "ac
         raise ValueError(f"{a!r} has {len(vals)} runs{' with ' + str(where) if where else ''}; need at least {min_pairs}.")
     return Comparison(a, name, metric, vals - value, float(vals.mean()), float(value), level, None, scale, unit, "seed",
                       dict(where))
+
+
+def mcnemar(correct_a, correct_b) -> float:
+    """Exact one-sided McNemar p-value that model `a` is more accurate than `b` on the same test examples.
+
+    One trained model against another (e.g. a float model and its int8 copy): of the examples where exactly one is
+    right, how surprising is `a`'s share if each were equally likely? This is the test-set noise for one pair of
+    models; whether a *recipe* helps across seeds is `compare`'s question, not this one.
+    """
+    from scipy.stats import binomtest
+
+    a, b = (np.asarray(getattr(x, "numpy", lambda: x)(), dtype=bool).ravel() for x in (correct_a, correct_b))
+    if a.shape != b.shape:
+        raise ValueError(f"correct_a and correct_b must score the same examples; got {a.size} and {b.size}.")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
 
 
 # --- Claims: what a chapter asserts, and its closing table -------------------------------------------------------
