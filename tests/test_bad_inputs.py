@@ -454,7 +454,7 @@ EXEMPT = {
         "utils.showcase.activations", "utils.showcase.fine_tune_digits", "utils.showcase.digits_model",
         "utils.deploy.export_program", "utils.deploy.export_onnx", "utils.deploy.OnnxModel", "utils.deploy.quantize_onnx",
         "utils.deploy.file_mb", "utils.deploy.max_abs_diff", "utils.distill.pack_targets", "utils.distill.distill_loader",
-        "utils.distill.DistillationLoss", "utils.distill.teacher_logits"],
+        "utils.distill.DistillationLoss"],
     "the checks themselves (tests/test_checks.py)": [f"utils.checks.{n}" for n in importlib.import_module("utils.checks").__all__
                                                      if callable(getattr(utils.checks, n))],
     "saving a Hugging Face classifier needs a trained model (tests/test_bert.py)": ["utils.bert.save_classifier"],

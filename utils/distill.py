@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from .checks import check_number
 
-__all__ = ["UNLABELLED", "pack_targets", "distill_loader", "DistillationLoss", "teacher_logits"]
+__all__ = ["UNLABELLED", "pack_targets", "distill_loader", "DistillationLoss"]
 
 UNLABELLED = -1  # the label of an image only the teacher speaks for
 
@@ -64,9 +64,3 @@ class DistillationLoss(nn.Module):
         hard = F.cross_entropy(logits[labelled], y[labelled]) if labelled.any() else logits.sum() * 0.0
         return self.alpha * soft + (1 - self.alpha) * hard
 
-
-@torch.no_grad()
-def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """The teacher's logits for a batch of (normalised) images, computed once in eval mode on the CPU."""
-    teacher = teacher.cpu().eval()
-    return torch.cat([teacher(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]).float()
