@@ -46,6 +46,16 @@ def probe_section(res: dict) -> str:
               f"({res['chosen_c']:.3g}).")
 
 
+def workers_section(res: dict) -> str:
+    st = res["setup"]
+    rows = [{"workload and mode": k, "seconds (best)": min(v), "all runs": ", ".join(map(str, v))}
+            for k, v in res["seconds"].items()]
+    return (f"{st['seeds']} seeded runs per workload, {st['torch_threads']} torch threads in one process vs "
+            f"{st['workers']} one-thread workers. " + where(res) + "\n\n"
+            + md_table(rows, ["workload and mode", "seconds (best)", "all runs"]) + "\n\nSpeed-up of the workers: "
+            + "; ".join(f"{k.split(':')[0]} {v}x" for k, v in res["ratios"].items()) + " (same accuracies within 0.01).")
+
+
 def gpu_section(res: dict) -> str:
     out = where(res) + "\n\n"
     if res.get("gpu") is None and "loaders" not in res:
@@ -62,7 +72,10 @@ def minilm_section(res: dict) -> str:
 
 
 def notebooks_section(res: dict) -> str:
-    return where(res) + "\n\n" + md_table(res["chapters"], ["notebook", "device", "seconds", "budget_s", "used", "ok"])
+    book = res.get("budgets_s", {}).get("book")
+    total = (f"\n\nThe book, every chapter summed: {res['cpu_total_s'] / 60:.1f} min"
+             + (f" of its {book / 60:.0f}-minute budget." if book else "."))
+    return where(res) + "\n\n" + md_table(res["chapters"], ["notebook", "device", "seconds", "budget_s", "used", "ok"]) + total
 
 
 def explorer_section(res: dict) -> str:
@@ -98,6 +111,7 @@ def explorer_grid_section(res: dict) -> str:
 
 SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_section),
             "bench_probe": ("Linear probe: one BLAS thread vs the default next to torch", probe_section),
+            "bench_workers": ("Seeded runs: one process vs one-thread workers side by side", workers_section),
             "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
             "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
             "bench_explorer": ("Explorer answer time", explorer_section),

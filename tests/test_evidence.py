@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -108,13 +111,75 @@ def test_sweep_runs_every_setting_and_seed():
         calls.append((seed, method, labels))
         return {"acc": seed / 10 + labels / 100} if method == "a" else seed
 
-    df = ev.sweep(fn, seeds=range(3), method=["a", "b"], labels=[1, 2], progress=False)
+    df = ev.sweep(fn, seeds=range(3), method=["a", "b"], labels=[1, 2], progress=False, workers=1)
     assert len(df) == len(calls) == 12 and set(df.columns) == {"method", "labels", "seed", "acc", "value"}
     assert df[(df.method == "a") & (df.labels == 2) & (df.seed == 1)]["acc"].item() == pytest.approx(0.12)
     fixed = ev.sweep(lambda seed, k: seed * k, seeds=[0, 1, 2], k=3, progress=False)
     assert fixed["value"].tolist() == [0, 3, 6] and (fixed["k"] == 3).all()
     with pytest.raises(ValueError, match="seeds is empty"):
         ev.sweep(fn, seeds=[], method="a", labels=1)
+
+
+def _seeded_run(seed, scale):
+    # seeds itself, as the book's runs do: the same numbers in any process, in any order
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.randn(64, 8)
+    return {"value": float(scale * x.sum()), "threads": torch.get_num_threads(), "pid": os.getpid()}
+
+
+def test_parallel_sweep_matches_the_serial_one_and_runs_in_one_thread_workers():
+    serial = ev.sweep(_seeded_run, seeds=range(4), scale=[1.0, 2.0], progress=False, workers=1)
+    parallel = ev.sweep(_seeded_run, seeds=range(4), scale=[1.0, 2.0], progress=False, workers=2)
+    assert serial[["scale", "seed"]].equals(parallel[["scale", "seed"]])  # the same rows, in the same order
+    assert np.allclose(serial["value"], parallel["value"])
+    assert set(serial["pid"]) == {os.getpid()} and os.getpid() not in set(parallel["pid"])
+    assert (parallel["threads"] == 1).all() or len(set(parallel["pid"])) == 1
+
+
+def test_map_runs_is_deterministic_for_unseeded_runs_and_reports_failures():
+    import torch
+
+    draw = lambda i: float(torch.rand(1))  # noqa: E731  (not seeded: each job starts from a fixed state instead)
+    jobs = [{"i": i} for i in range(5)]
+    assert ev.map_runs(draw, jobs, workers=2, progress=False) == ev.map_runs(draw, jobs, workers=2, progress=False)
+
+    def boom(i):
+        raise ValueError(f"bad job {i}")
+
+    with pytest.raises(ValueError, match="bad job"):
+        ev.map_runs(boom, jobs, workers=2, progress=False)
+    with pytest.raises(TypeError, match="list of dicts"):
+        ev.map_runs(draw, [1, 2], workers=2)
+    with pytest.raises(ValueError, match="workers"):
+        ev.map_runs(draw, jobs, workers=0)
+    assert ev.map_runs(draw, [], progress=False) == []
+
+
+def test_default_workers_follows_threads_and_the_override(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("TRANSFER_BOOK_WORKERS", "3")
+    assert ev.default_workers() == 3
+    monkeypatch.setenv("TRANSFER_BOOK_WORKERS", "zero")
+    with pytest.raises(TypeError, match="TRANSFER_BOOK_WORKERS"):
+        ev.default_workers()
+    monkeypatch.delenv("TRANSFER_BOOK_WORKERS")
+    expected = min(ev.MAX_WORKERS, torch.get_num_threads()) if sys.platform.startswith("linux") else 1
+    assert ev.default_workers() == (expected if not torch.cuda.is_available() else 1)
+
+
+def test_cpu_time_counts_finished_workers():
+    def spin(i):
+        t = time.process_time()
+        while time.process_time() - t < 0.3:
+            pass
+        return i
+
+    t0 = ev.cpu_time()
+    assert ev.map_runs(spin, [{"i": 0}, {"i": 1}], workers=2, progress=False) == [0, 1]
+    assert ev.cpu_time() - t0 >= 0.5  # both workers' CPU, which time.process_time() in this process misses
 
 
 def test_repeated_folds_test_every_example_once_per_repeat_stratified():

@@ -3,9 +3,9 @@
 Layers, from the bottom: `checks` (input validation) and `device`; `cache` (on-disk cache, fingerprints, atomic
 writes); `assets` (bundled weights and data) and `data`/`loaders`; `models` and `groups` (layer groups, freezing);
 `optim` (per-group learning rates, schedules, LR finder) and `train` (the one training step, fit, gradual unfreezing);
-`evidence` (seeds, spreads, paired comparisons, generated sentences). Chapter-specific modules sit on top (`features`,
-`explorer`, `augment`, `diagnose`, `adapt`, `zoo`, `smallcnn`, `text`, `charlm`, `bert`, `distributed`, `calibration`,
-`interpret`, `showcase`, `deploy`, `distill`).
+`evidence` (seeds run side by side, spreads, paired comparisons, generated sentences). Chapter-specific modules sit
+on top (`features`, `explorer`, `augment`, `diagnose`, `adapt`, `zoo`, `smallcnn`, `text`, `charlm`, `bert`,
+`distributed`, `calibration`, `interpret`, `showcase`, `deploy`, `distill`).
 Heavy libraries (torchvision, timm, transformers) are imported inside the functions that need them.
 
 A reader's own data: `images_from_arrays` / `image_folder` (images in the model's convention), `review_task` (a new

@@ -3,7 +3,8 @@ write the sentence from the numbers.
 
 The book's results standard, as code:
 
-* every comparison rests on >= 3 seeds (or repeated folds for tiny data): `sweep` runs them into a tidy table;
+* every comparison rests on >= 3 seeds (or repeated folds for tiny data): `sweep` runs them into a tidy table, in
+  parallel worker processes on a multi-core CPU (`map_runs`, `default_workers`);
 * every method is summarised with its spread: `summarise` (mean, sd, 95 % interval of the mean);
 * two methods are compared *paired by seed* (same data draw, same initial head): `compare` gives the mean paired
   difference with a t-interval; a difference whose interval contains 0 is "within noise", never a finding;
@@ -18,12 +19,15 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["sweep", "repeated_folds", "Fold", "summarise", "describe", "span", "Comparison", "compare", "compare_to",
+__all__ = ["sweep", "map_runs", "default_workers", "cpu_time", "repeated_folds", "Fold", "summarise", "describe", "span", "Comparison", "compare", "compare_to",
            "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
 
 MIN_PAIRS = 3  # the book's standard: no comparison on fewer than three seeds or folds
@@ -36,31 +40,125 @@ def _t(level: float, dof: int) -> float:
 
 
 # --- Running ---------------------------------------------------------------------------------------------------
-def sweep(fn: Callable[..., float | dict], seeds: Sequence[int], progress: bool = True, desc: str = "runs", **axes):
+MAX_WORKERS = 4  # each worker holds its own model, optimiser and activations: memory, not cores, limits more
+
+
+def default_workers() -> int:
+    """How many runs to train at once: one per torch thread (at most 4) on a Linux CPU, else 1.
+
+    Small models use two threads poorly (measured in `bench/bench_workers.py`), so two one-thread processes train two
+    seeds in well under twice the time of one. On CUDA/MPS, or where `fork` is unavailable, runs stay in this process.
+    Set TRANSFER_BOOK_WORKERS to choose (1: every run in this process).
+    """
+    import torch
+
+    from .checks import check_int
+    from .device import get_device
+
+    env = os.environ.get("TRANSFER_BOOK_WORKERS", "").strip()
+    if env:
+        return check_int(int(env) if env.lstrip("-").isdigit() else env, "TRANSFER_BOOK_WORKERS", 1,
+                         hint="(a whole number of worker processes; 1 runs everything in this process)")
+    if not sys.platform.startswith("linux") or get_device().type != "cpu":
+        return 1
+    return max(1, min(MAX_WORKERS, torch.get_num_threads()))
+
+
+_PENDING: tuple | None = None  # (fn, jobs) for the forked workers of `map_runs`; they inherit it, nothing is pickled
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:  # NumPy's and scikit-learn's BLAS/OpenMP pools too, or the workers oversubscribe the cores
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+
+
+def _worker_call(i: int):
+    from .device import seed_everything
+
+    fn, jobs = _PENDING
+    seed_everything(10_007 * (i + 1) % 2**31)  # a fixed state per job, whichever worker runs it: reruns match
+    return fn(**jobs[i])
+
+
+def map_runs(fn: Callable, jobs: Sequence[dict], workers: int | None = None, progress: bool = True,
+             desc: str = "runs") -> list:
+    """`[fn(**job) for job in jobs]`, run in `workers` forked one-thread processes when there is more than one.
+
+    Seeded runs are independent, so they can train side by side. In a worker, `fn`'s side effects (a dict it fills, a
+    model it keeps) stay in the worker: return what you need, or pass `workers=1`. Results must be picklable. A job
+    that fails raises here with the worker's traceback. Each job starts from a fixed random state, so a function that
+    seeds itself (as the book's do) gives the same numbers at any worker count, up to float rounding of thread counts.
+    """
+    from .checks import check_int
+    from .progress import progress_bar
+
+    if not callable(fn):
+        raise TypeError(f"fn must be a function that takes the job's keywords, got {type(fn).__name__}.")
+    jobs = list(jobs)
+    if any(not isinstance(j, dict) for j in jobs):
+        raise TypeError("jobs must be a list of dicts of keyword arguments, e.g. [{'seed': 0}, {'seed': 1}].")
+    workers = default_workers() if workers is None else check_int(workers, "workers", 1, hint="(1 runs in this process)")
+    workers = min(workers, len(jobs))
+    with progress_bar(total=len(jobs), desc=desc, disable=not progress, leave=False) as bar:
+        if workers <= 1:
+            out = []
+            for job in jobs:
+                out.append(fn(**job))
+                bar.update()
+            return out
+        import multiprocessing
+
+        import torch
+
+        global _PENDING
+        threads = max(1, torch.get_num_threads() // workers)
+        _PENDING, out = (fn, jobs), []
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (threads,))
+            with pool:
+                for result in pool.imap(_worker_call, range(len(jobs)), chunksize=1):
+                    out.append(result)
+                    bar.update()
+                pool.close()
+                pool.join()  # reaped workers: their CPU time shows in `cpu_time()`
+        finally:
+            _PENDING = None
+        return out
+
+
+def cpu_time() -> float:
+    """CPU seconds used by this process and its finished worker processes (`time.process_time` misses the workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def sweep(fn: Callable[..., float | dict], seeds: Sequence[int], progress: bool = True, desc: str = "runs",
+          workers: int | None = None, **axes):
     """Call `fn(seed=s, **setting)` for every combination of the `axes` values and every seed; one row per call.
 
     `fn` returns a number (stored as `value`) or a dict of metrics. Axes given a single value (not a list) are held
-    fixed. Returns a pandas DataFrame with one column per axis, `seed`, and the metrics.
+    fixed. Returns a pandas DataFrame with one column per axis, `seed`, and the metrics. The runs train side by side
+    in `workers` processes (default: `default_workers()`; see `map_runs` for what that asks of `fn`).
     """
     import pandas as pd
-    from .progress import progress_bar
 
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: pass e.g. range(3) (the book's minimum is 3 seeds per comparison).")
     names = list(axes)
     values = [v if isinstance(v, (list, tuple, range)) else [v] for v in axes.values()]
-    combos = list(itertools.product(*values))
-    rows = []
-    with progress_bar(total=len(combos) * len(seeds), desc=desc, disable=not progress, leave=False) as bar:
-        for combo in combos:
-            setting = dict(zip(names, combo))
-            for s in seeds:
-                out = fn(seed=s, **setting)
-                metrics = out if isinstance(out, dict) else {"value": out}
-                rows.append({**setting, "seed": s, **metrics})
-                bar.update()
-    return pd.DataFrame(rows)
+    jobs = [{**dict(zip(names, combo)), "seed": s} for combo in itertools.product(*values) for s in seeds]
+    outs = map_runs(fn, jobs, workers=workers, progress=progress, desc=desc)
+    return pd.DataFrame([{**job, **(out if isinstance(out, dict) else {"value": out})} for job, out in zip(jobs, outs)])
 
 
 @dataclass(frozen=True)
