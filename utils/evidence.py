@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["sweep", "map_runs", "default_workers", "cpu_time", "repeated_folds", "Fold", "summarise", "describe", "span", "Comparison", "compare", "compare_to",
-           "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
+__all__ = ["sweep", "map_runs", "default_workers", "cpu_time", "repeated_folds", "Fold", "summarise", "describe", "span",
+           "Comparison", "compare", "compare_to", "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
 
 MIN_PAIRS = 3  # the book's standard: no comparison on fewer than three seeds or folds
 
