@@ -17,7 +17,7 @@ import sys
 from benchlib import ROOT, RESULTS, save_results, table
 
 VISION_BUDGET_S, SEQUENCE_BUDGET_S, BOOK_BUDGET_S = 180, 240, 25 * 60
-SEQUENCE = re.compile(r"rnn|lstm|bert|minilm|glove|text|sequence|nlp|language|sentiment|char|evaluating|shipping", re.I)
+SEQUENCE = re.compile(r"rnn|lstm|bert|minilm|glove|word|ulmfit|text|sequence|nlp|language|sentiment|char|evaluating|shipping", re.I)
 
 
 def budget(notebook: str) -> int:

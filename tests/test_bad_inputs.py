@@ -252,6 +252,12 @@ SWEEP = {
     "utils.data.review_task": (lambda c: dict(classes={"objective": "plot", "subjective": ("fresh", "rotten")}, split="val"),
                                {"classes": TASK, "split": SPLIT, "per_class": SIZE, "seed": SEED,
                                 "balance": {"string": "yes"}}),
+    "utils.data.few_labels": (lambda c: dict(splits={s: c.ds for s in ("train", "val", "test")}, labels=[1],
+                                             seeds=2), {
+        "splits": {"a list": lambda c: [c.ds] * 3, "no test split": lambda c: {"train": c.ds, "val": c.ds},
+                   "tensors": lambda c: {s: torch.zeros(4) for s in ("train", "val", "test")}},
+        "labels": {"bare number": 16, "zero": [0], "empty": [], "float": [1.5]}, "seeds": SIZE,
+        "val_per_class": SIZE, "test_per_class": SIZE}),
     "utils.data.torchvision_dataset": (lambda c: dict(name="oxford_pets", root=c.tmp, split="val", download=False),
                                        {"name": CHOICE, "split": SPLIT}),
     "utils.data.check_split": (lambda c: dict(split="val"), {"split": SPLIT}),
@@ -403,7 +409,8 @@ EXEMPT = {
         "utils.train.History", "utils.groups.LayerGroup", "utils.groups.ParamCount", "utils.train.Step",
         "utils.evidence.Fold", "utils.evidence.Comparison", "utils.zoo.Latency", "utils.text.Coverage",
         "utils.assets.GloVe", "utils.assets.CharLSTMWeights", "utils.optim.LRFinderResult", "utils.diagnose.Diagnosis",
-        "utils.distributed.Dist", "utils.probe.Probe", "utils.evidence.Claims", "utils.smallcnn.SmallCNN"],
+        "utils.distributed.Dist", "utils.probe.Probe", "utils.evidence.Claims", "utils.smallcnn.SmallCNN",
+        "utils.data.FewLabels"],
     "no user data (environment, bundled assets, caches)": [
         "utils.device.environment", "utils.device.ensure_offline_flags", "utils.device.get_device", "utils.device.is_online",
         "utils.device.amp_dtype", "utils.device.model_device", "utils.assets.imagenet_categories", "utils.assets.minilm_path",

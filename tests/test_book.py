@@ -101,8 +101,8 @@ def test_notebook_ends_with_exercises(path: Path):
 
 # --- Chapter numbers: file number = place in the TOC = rendered number ------------------------------------------
 
-# Which part each chapter number belongs to (12_evaluating and 13_shipping close the Practice part).
-PARTS = {"Foundations": range(1, 3), "Vision": range(3, 8), "Sequences": range(8, 11), "Practice": range(11, 14)}
+# Which part each chapter number belongs to (13_evaluating and 14_shipping close the Practice part).
+PARTS = {"Foundations": range(1, 3), "Vision": range(3, 8), "Sequences": range(8, 12), "Practice": range(12, 15)}
 CHAPTER_FILE = re.compile(r"^(\d{2})_[a-z0-9_]+$")
 
 
@@ -160,7 +160,7 @@ MENTION = re.compile(rf"\b(?:chapters?|ch\.)\s*{NUM}(?:\s*(?:,|and|or|to|through
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 LABEL = re.compile(r"^\(([\w.:-]+)\)=\s*$", re.M)
-OUTPUT_FIX = "write it as a plain Markdown link, e.g. [chapter 8](08_rnn_transfer.ipynb)"
+OUTPUT_FIX = "write it as a plain Markdown link, e.g. [chapter 8](08_word_vectors.ipynb)"
 
 
 def _pages() -> list[tuple[Path, list[tuple[str, str]]]]:
@@ -261,7 +261,7 @@ def _output_texts(cell: dict):
 
 def test_config_renders_markdown_outputs_as_myst():
     """The output rule below relies on it: with myst-nb's default (commonmark) a link such as
-    [chapter 8](08_rnn_transfer.ipynb) in a Markdown *output* stays a raw href to the .ipynb and is broken in the
+    [chapter 8](08_word_vectors.ipynb) in a Markdown *output* stays a raw href to the .ipynb and is broken in the
     book; with "myst" it resolves to the chapter's page, while still working in Jupyter and Colab."""
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["sphinx"]["config"].get("nb_render_markdown_format") == "myst"
@@ -271,7 +271,7 @@ def test_chapter_mentions_link_to_that_chapter():
     """Every "chapter N" / "Chapter N" / "ch. N" is (part of) a link to the notebook numbered N.
 
     In .md pages and notebook Markdown cells: a {doc}/{ref} role (e.g. {doc}`chapter 5 <05_cnn_transfer>`,
-    chapters {doc}`8 <08_rnn_transfer>` and {doc}`9 <09_bert_transfer>`) or a Markdown link to the notebook.
+    chapters {doc}`8 <08_word_vectors>` and {doc}`9 <09_ulmfit>`) or a Markdown link to the notebook.
     In code outputs (generated Markdown), only a plain Markdown link to the .ipynb in the same folder renders
     both in Jupyter and in the book; plain-text outputs cannot link, so they must not name chapter numbers.
     """
@@ -292,9 +292,9 @@ def test_chapter_mentions_link_to_that_chapter():
 
 @pytest.mark.parametrize("text, n_problems", [
     ("as in chapter 5", 1), ("{doc}`chapter 5 <05_cnn_transfer>`'s recipe", 0), ("{doc}`chapter 6 <05_cnn_transfer>`", 1),
-    ("Chapters {doc}`8 <08_rnn_transfer>` and {doc}`9 <09_bert_transfer>`", 0),
-    ("chapters {doc}`8 <08_rnn_transfer>` and 9", 1), ("[Chapter 8](08_rnn_transfer.ipynb)", 0),
-    ("[ch. 8](../notebooks/09_bert_transfer.ipynb)", 1), ("see `chapter 3` in code", 0), ("chapter 7 of Goodfellow et al.", 0),
+    ("Chapters {doc}`8 <08_word_vectors>` and {doc}`9 <09_ulmfit>`", 0),
+    ("chapters {doc}`8 <08_word_vectors>` and 9", 1), ("[Chapter 8](08_word_vectors.ipynb)", 0),
+    ("[ch. 8](../notebooks/09_ulmfit.ipynb)", 1), ("see `chapter 3` in code", 0), ("chapter 7 of Goodfellow et al.", 0),
     ("{doc}`05_cnn_transfer`", 0), ("{doc}`chapter 2 <../book/setup>`", 1), ("{doc}`chapter 14 <14_missing>`", 1),
 ])
 def test_chapter_mention_checker(text, n_problems):
@@ -304,8 +304,8 @@ def test_chapter_mention_checker(text, n_problems):
 
 
 @pytest.mark.parametrize("text, n_problems", [
-    ("[chapter 8](08_rnn_transfer.ipynb)", 0), ("{doc}`chapter 8 <08_rnn_transfer>`", 1),
-    ("[chapter 8](08_rnn_transfer.html)", 1), ("see chapter 8", 1),
+    ("[chapter 8](08_word_vectors.ipynb)", 0), ("{doc}`chapter 8 <08_word_vectors>`", 1),
+    ("[chapter 8](08_word_vectors.html)", 1), ("see chapter 8", 1),
 ])
 def test_chapter_mention_checker_in_outputs(text, n_problems):
     page = ROOT / "notebooks" / "04_augmentation.ipynb"

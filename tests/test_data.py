@@ -304,3 +304,32 @@ def test_oxford_pets_validation_comes_from_trainval_never_from_test(tmp_path, mo
     assert np.bincount([parts["val"][i][1] for i in range(10)]).tolist() == [2] * 5  # stratified
     again = utils.torchvision_dataset("oxford_pets", tmp_path, "val")
     assert [again[i][0] for i in range(len(again))] == items["val"]
+
+
+def _text_splits(n: int = 40) -> dict:
+    texts = [f"review {i}" for i in range(n)]
+    labels = [0] * (n * 3 // 4) + [1] * (n - n * 3 // 4)  # unbalanced, as the review splits are
+    return {s: utils.TextDataset(texts, labels, ["rotten", "fresh"]) for s in utils.SPLITS}
+
+
+def test_few_labels_balances_val_and_test_and_draws_per_class_and_seed():
+    task = utils.few_labels(_text_splits(), labels=[2, 5], seeds=3, val_per_class=4, test_per_class=6)
+    assert np.bincount(task.val.labels.numpy()).tolist() == [4, 4]
+    assert np.bincount(task.test.labels.numpy()).tolist() == [6, 6] and task.majority == 0.5
+    assert sorted(task.draws) == [(n, s) for n in (2, 5) for s in range(3)]
+    for (n, s), idx in task.draws.items():
+        assert np.bincount(task.train.labels[idx].numpy()).tolist() == [n, n]
+        assert np.array_equal(idx, utils.subsample_per_class(task.train.labels, n, seed=s))  # the same draw as by hand
+    assert not np.array_equal(task.draws[5, 0], task.draws[5, 1])  # seeds draw different examples
+
+
+def test_few_labels_majority_is_the_test_sets_chance_rate():
+    task = utils.few_labels(_text_splits(), labels=[2], seeds=1)  # the whole, unbalanced test split
+    assert len(task.test) == 40 and task.majority == 0.75
+
+
+def test_few_labels_names_what_is_missing():
+    with pytest.raises(TypeError, match="keys"):
+        utils.few_labels({"train": _text_splits()["train"]}, labels=[2], seeds=1)
+    with pytest.raises(TypeError, match="labels must be a list"):
+        utils.few_labels(_text_splits(), labels=16, seeds=1)

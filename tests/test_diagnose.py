@@ -1,6 +1,8 @@
 """The diagnosis rules on synthetic histories whose verdict is obvious from the numbers."""
 import math
 
+import numpy as np
+
 import matplotlib
 import pytest
 
@@ -254,3 +256,23 @@ def test_fit_keep_best_eval_model_scores_shared_weights():
                                eval_loaders={"clean": val_feats}, progress=False, device=torch.device("cpu"))
     assert math.isclose(h["val_loss"][-1], evaluate(model, val)["loss"], rel_tol=1e-5)  # scored through the shared head
     assert h["clean_loss"] == h["val_loss"] and set(best) == {"weight", "bias"}  # best weights are the head's
+
+
+def test_fit_keep_best_can_keep_the_most_accurate_epoch():
+    import torch
+
+    from utils import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    train, val = _toy_problem(flip_val=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.3)
+    history, best = dg.fit_keep_best(model, train, val, epochs=6, optimizer=opt, monitor="val_acc", progress=False,
+                                     device=torch.device("cpu"))
+    first_best = int(np.argmax(history["val_acc"]))  # ties: the first epoch that reached the highest accuracy
+    assert first_best != int(np.argmin(history["val_loss"]))  # here the two rules pick different epochs
+    model.load_state_dict(best)
+    assert evaluate(model, val)["acc"] == history["val_acc"][first_best]
+    assert evaluate(model, val)["loss"] == pytest.approx(history["val_loss"][first_best], rel=1e-5)
+    with pytest.raises(ValueError, match="monitor"):
+        dg.fit_keep_best(model, train, val, epochs=2, monitor="accuracy")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +14,8 @@ from torch.utils.data import Dataset
 from .checks import (MAX_CHARS, check_callable, check_choice, check_images, check_indices, check_labels, check_names, check_nonempty,
                      check_same_length, check_seed, check_size, check_texts)
 
-__all__ = ["SPLITS", "check_split", "split_indices", "subsample_per_class", "ImageTensorDataset", "TextDataset",
+__all__ = ["SPLITS", "check_split", "split_indices", "subsample_per_class", "FewLabels", "few_labels",
+           "ImageTensorDataset", "TextDataset",
            "images_from_arrays", "image_folder", "IMAGE_EXTENSIONS", "mnist_digits", "digit_task", "lfw_faces",
            "rotten_tomatoes", "REVIEW_CATEGORIES", "review_task", "torchvision_dataset", "ONLINE_DATASETS"]
 
@@ -98,6 +100,51 @@ def subsample_per_class(labels: Sequence[int] | np.ndarray, per_class: int | Non
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
     return np.sort(np.concatenate(keep))
+
+
+@dataclass(frozen=True)
+class FewLabels:
+    """One sample-efficiency study: a labelled pool, fixed balanced validation and test sets, and a seeded draw of
+    `n` labelled examples per class for every (n, seed), so that every method sees the same examples."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    draws: dict  # (labels per class, seed) -> indices into `train`
+
+    @property
+    def majority(self) -> float:
+        """The test set's majority-class rate: the accuracy of always answering its most common class (chance)."""
+        counts = np.bincount(np.asarray(self.test.labels))
+        return float(counts.max() / counts.sum())
+
+
+def few_labels(splits: Mapping[str, Dataset], labels: Sequence[int], seeds: int, val_per_class: int | None = None,
+               test_per_class: int | None = None) -> FewLabels:
+    """Balanced validation and test subsets (drawn with the split seed) and per-class training draws for every label
+    count in `labels` and every seed in range(seeds): the set-up of a few-label comparison, in one place."""
+    if not isinstance(splits, Mapping) or set(SPLITS) - set(splits):
+        raise TypeError(f"splits must be a dict with the keys {SPLITS}, e.g. {{s: utils.rotten_tomatoes(s) for s in "
+                        f"utils.SPLITS}}; got {type(splits).__name__}"
+                        + (f" with keys {sorted(splits)}" if isinstance(splits, Mapping) else "") + ".")
+    for s in SPLITS:
+        if not (hasattr(splits[s], "labels") and callable(getattr(splits[s], "subset", None))):
+            raise TypeError(f"splits[{s!r}] must be a book dataset with .labels and .subset() (TextDataset or "
+                            f"ImageTensorDataset); got {type(splits[s]).__name__}.")
+    if isinstance(labels, (str, int)) or not hasattr(labels, "__iter__"):
+        raise TypeError(f"labels must be a list of labelled examples per class, e.g. [16, 64, 256]; got {labels!r}.")
+    labels = [check_size(n, "labels", hint="(labelled examples per class)") for n in labels]
+    if not labels:
+        raise ValueError("labels must name at least one label count, e.g. [16, 64, 256].")
+    seeds = check_size(seeds, "seeds", hint="(the draws use seeds 0 .. seeds-1)")
+    val_per_class = check_size(val_per_class, "val_per_class", allow_none=True, hint="(None keeps every example)")
+    test_per_class = check_size(test_per_class, "test_per_class", allow_none=True, hint="(None keeps every example)")
+    train = splits["train"]
+    val = splits["val"].subset(subsample_per_class(np.asarray(splits["val"].labels), val_per_class))
+    test = splits["test"].subset(subsample_per_class(np.asarray(splits["test"].labels), test_per_class))
+    pool = np.asarray(train.labels)
+    draws = {(n, s): subsample_per_class(pool, n, seed=s) for n in labels for s in range(seeds)}
+    return FewLabels(train, val, test, draws)
 
 
 def _label_indices(labels, classes, name: str = "labels") -> tuple[torch.Tensor, list[str]]:

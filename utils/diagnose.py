@@ -201,13 +201,16 @@ def plot_diagnosis(histories: History | Sequence[History], num_classes: int, nco
 
 def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, lr: float = 1e-3,
                   patience: int | None = None, label: str = "", schedule: str = "constant", warmup: float = 0.0,
-                  eval_model=None, eval_loaders: dict | None = None, **fit_kwargs) -> tuple[History, dict]:
+                  eval_model=None, eval_loaders: dict | None = None, monitor: str = "val_loss",
+                  **fit_kwargs) -> tuple[History, dict]:
     """`utils.fit` epoch by epoch, keeping a CPU copy of the weights with the lowest val loss (early stopping).
 
     Training is exactly what one `fit(..., epochs=epochs)` call would do: one optimiser, and one `schedule` (with its
     `warmup`) spanning all epochs. With `patience`, training stops after that many epochs without a new best.
     `eval_model` scores the validation (and `eval_loaders`) data instead of `model`: train the whole network on
     augmented images, and score `utils.features.tail(model, k)`, which shares its weights, on cached activations.
+    `monitor="val_acc"` keeps the epoch with the highest validation accuracy instead (the first, on ties), so a test
+    set need not be scored every epoch: score it once, after restoring the best weights.
     Returns (history, best state dict of the scored model): `(eval_model or model).load_state_dict(best)` restores it.
     """
     from .optim import make_scheduler
@@ -217,6 +220,9 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
         raise ValueError("Early stopping needs a validation set: pass a val_loader.")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if monitor not in ("val_loss", "val_acc"):
+        raise ValueError(f"monitor must be 'val_loss' (lowest wins) or 'val_acc' (highest wins), got {monitor!r}.")
+    sign = 1.0 if monitor == "val_loss" else -1.0  # compare as a loss: lower is better
     if patience is not None and (not isinstance(patience, int) or patience < 1):
         raise ValueError(f"patience must be a positive integer (epochs without improvement) or None, got {patience!r}.")
     optimizer = optimizer or make_optimizer(model, lr)  # one optimiser for all epochs keeps AdamW's moments
@@ -224,7 +230,7 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
     scored = eval_model if eval_model is not None else model
     from .progress import progress_bar
 
-    history, best_loss, best_state, waited = History(label), math.inf, None, 0
+    history, best_score, best_state, waited = History(label), math.inf, None, 0
     bar = progress_bar(total=epochs, desc=label or "fit", unit="epoch", disable=not fit_kwargs.pop("progress", True), leave=False)
     for _ in range(epochs):  # one bar over epochs (not one per epoch: each would be a saved widget in a notebook)
         if eval_model is None:
@@ -237,9 +243,10 @@ def fit_keep_best(model, train_loader, val_loader, epochs: int, optimizer=None, 
                 res = evaluate(eval_model, loader, fit_kwargs.get("loss_fn"))
                 history.rows[-1].update({f"{name}_loss": res["loss"], f"{name}_acc": res["acc"]})
         bar.update()
-        bar.set_postfix(val_loss=f"{history.last['val_loss']:.3f}", best=f"{min(best_loss, history.last['val_loss']):.3f}")
-        if history.last["val_loss"] < best_loss:
-            best_loss, waited = history.last["val_loss"], 0
+        score = sign * history.last[monitor]
+        bar.set_postfix({monitor: f"{history.last[monitor]:.3f}", "best": f"{sign * min(best_score, score):.3f}"})
+        if score < best_score:
+            best_score, waited = score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         else:
             waited += 1

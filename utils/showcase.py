@@ -1,4 +1,4 @@
-"""The fine-tuned model that chapters 12 and 13 examine and ship, trained once per seed and kept on disk.
+"""The fine-tuned model that chapters 13 and 14 examine and ship, trained once per seed and kept on disk.
 
 EfficientNet-Lite0 (bundled ImageNet weights) with a new 10-way head and its top three layer groups fine-tuned on
 50 labelled MNIST digits per class at 64 px: chapter 2's recipe, trained on cached activations so a seed costs
