@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchlib import save_results, table, timed
+from benchlib import digit_workloads, save_results, table, timed
 
 
 def main() -> None:
@@ -31,14 +31,9 @@ def main() -> None:
     threads = torch.get_num_threads()
     if threads < 2:
         raise SystemExit("Give torch at least two threads (e.g. OMP_NUM_THREADS=2): with one there is nothing to compare.")
-    digits = {s: utils.mnist_digits(s, 32, normalize=False) for s in ("train", "test")}
-    small = utils.small_cnn(10)  # its input convention (mean = std = 0.5)
-    test_loader = utils.make_loader(digits["test"].with_options(normalize=small), 500)
-    backbone = utils.create_backbone(num_classes=10).eval()
-    k = 2
-    acts = {s: features.cached_activations(backbone, digits[s].with_options(normalize=backbone), [k],
-                                           name="bench-workers-32px", split=s,
-                                           progress=False)[k] for s in ("train", "test")}
+    w = digit_workloads()
+    digits, small, test_loader, backbone, k, acts = (w[n] for n in ("digits", "small", "test_loader", "backbone", "k",
+                                                                    "acts"))
 
     def scratch(seed: int) -> float:  # chapter 4's baseline: a small CNN on 100 digits, 40 epochs of batch 16
         rows = utils.subsample_per_class(digits["train"].labels, 10, seed=seed)

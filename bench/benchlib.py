@@ -121,3 +121,19 @@ def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+def digit_workloads(k: int = 2) -> dict:
+    """The data the training benches share: 32 px digits, the small CNN's input convention and a test loader for it,
+    EfficientNet-Lite0 (10-class head) and its activations at group `k`, cached on disk."""
+    import utils
+    from utils import features
+
+    digits = {s: utils.mnist_digits(s, 32, normalize=False) for s in ("train", "test")}
+    small = utils.small_cnn(10)  # its input convention (mean = std = 0.5)
+    backbone = utils.create_backbone(num_classes=10).eval()
+    acts = {s: features.cached_activations(backbone, digits[s].with_options(normalize=backbone), [k],
+                                           name="bench-workers-32px", split=s, progress=False)[k]
+            for s in ("train", "test")}
+    return {"digits": digits, "small": small, "test_loader": utils.make_loader(digits["test"].with_options(normalize=small), 500),
+            "backbone": backbone, "k": k, "acts": acts}

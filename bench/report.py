@@ -56,6 +56,16 @@ def workers_section(res: dict) -> str:
             + "; ".join(f"{k.split(':')[0]} {v}x" for k, v in res["ratios"].items()) + " (mean accuracies agree within 0.02, checked; thread counts change float rounding, so the models differ slightly).")
 
 
+def channels_last_section(res: dict) -> str:
+    st = res["setup"]
+    rows = [{"workload": k.split(" | ")[0], "layout": k.split(" | ")[-1], "training seconds (best)": min(v),
+             "all runs": ", ".join(map(str, v))} for k, v in res["seconds"].items()]
+    return (f"{st['seeds']} seeded runs per workload and layout, {st['torch_threads']} torch thread(s); `fit` timed "
+            "alone. " + where(res) + "\n\n" + md_table(rows, ["workload", "layout", "training seconds (best)", "all runs"])
+            + "\n\nSpeed-up of channels-last: " + "; ".join(f"{k.split(':')[0]} {v}x" for k, v in res["ratios"].items())
+            + " (mean accuracies agree within 0.02, checked; the layout changes float rounding, so the models differ slightly).")
+
+
 def gpu_section(res: dict) -> str:
     out = where(res) + "\n\n"
     if res.get("gpu") is None and "loaders" not in res:
@@ -112,6 +122,7 @@ def explorer_grid_section(res: dict) -> str:
 SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_section),
             "bench_probe": ("Linear probe: one BLAS thread vs the default next to torch", probe_section),
             "bench_workers": ("Seeded runs: one process vs one-thread workers side by side", workers_section),
+            "bench_channels_last": ("CNN training on a CPU: NCHW vs channels-last", channels_last_section),
             "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
             "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
             "bench_explorer": ("Explorer answer time", explorer_section),

@@ -420,6 +420,7 @@ EXEMPT = {
         "utils.assets.load_efficientnet_lite", "utils.assets.efficientnet_lite0_state_dict", "utils.cache.cache_root",
         "utils.cache.cache_dir", "utils.cache.fingerprint", "utils.cache.hash_tensors", "utils.cache.hash_json",
         "utils.cache.atomic_path", "utils.cache.save_tensors", "utils.cache.load_tensors", "utils.cache.clear_cache",
+        "utils.cache.save_result", "utils.cache.load_result", "utils.bert.run_key",
         "utils.loaders.default_num_workers", "utils.loaders.seed_worker", "utils.loaders.main_is_importable",
         "utils.loaders.is_in_memory", "utils.loaders.start_method", "utils.zoo.zoo_table", "utils.zoo.is_classifier_weights",
         "utils.zoo.plot_zoo", "utils.train.to_device", "utils.train.forward", "utils.plots.legend_outside",

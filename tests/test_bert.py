@@ -397,3 +397,19 @@ def test_llrd_keeps_decayed_rates_through_the_schedule_and_changes_the_trajector
     assert moved["llrd"]["embeddings"] < 0.5 * moved["plain"]["embeddings"]  # a quarter of the rate
     top = [(runs[k][0].encoder.encoder.layer[1].output.dense.weight.detach()) for k in ("plain", "llrd")]
     assert not torch.allclose(top[0], top[1])  # different trajectories, not only different bookkeeping
+
+
+def test_run_key_names_weights_data_seed_and_recipe():
+    from types import SimpleNamespace
+
+    model = tiny_classifier()
+    a = SimpleNamespace(texts=["Great.", "Awful."], labels=torch.tensor([1, 0]))
+    b = SimpleNamespace(texts=["Great.", "Awful."], labels=torch.tensor([0, 1]))  # same texts, other labels
+    key = bert.run_key(model, a, a, 0, lr=3e-3, epochs=5)
+    assert key == bert.run_key(model, a, a, 0, lr=3e-3, epochs=5)  # a run is named the same way twice
+    others = [bert.run_key(model, b, a, 0, lr=3e-3, epochs=5), bert.run_key(model, a, b, 0, lr=3e-3, epochs=5),
+              bert.run_key(model, a, a, 1, lr=3e-3, epochs=5), bert.run_key(model, a, a, 0, lr=1e-3, epochs=5),
+              bert.run_key(tiny_classifier(seed=1), a, a, 0, lr=3e-3, epochs=5)]
+    assert all(k != key for k in others)
+    with pytest.raises(TypeError, match="text datasets"):
+        bert.run_key(model, ["Great."], a, 0)

@@ -60,3 +60,20 @@ def test_tensors_round_trip_and_clear(tmp_path, monkeypatch):
 def test_hash_json_is_stable_and_order_free():
     assert cache.hash_json({"a": 1, "b": [1, 2]}) == cache.hash_json({"b": [1, 2], "a": 1})
     assert cache.hash_json({"a": 1}) != cache.hash_json({"a": 2})
+
+
+def test_results_round_trip_under_their_exact_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_BOOK_CACHE", str(tmp_path))
+    key = {"recipe": "fine-tune", "seed": 1, "lr": 3e-3, "rows": [3, 1, 2]}
+    assert cache.load_result("runs", key) is None  # nothing saved yet
+    path = cache.save_result("runs", key, {"acc": 0.75, "cpu_s": 12.5})
+    assert path.parent == tmp_path / "runs"
+    assert cache.load_result("runs", dict(reversed(list(key.items())))) == {"acc": 0.75, "cpu_s": 12.5}  # key order free
+    assert cache.load_result("runs", {**key, "seed": 2}) is None  # another run
+    assert cache.load_result("other", key) is None  # another kind
+    path.write_text("{not json")
+    assert cache.load_result("runs", key) is None  # a damaged file reads as "not saved", never crashes
+    with pytest.raises(TypeError, match="non-empty dict"):
+        cache.save_result("runs", {}, {"acc": 1.0})
+    with pytest.raises(TypeError, match="dict of results"):
+        cache.save_result("runs", key, 0.75)

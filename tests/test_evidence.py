@@ -37,6 +37,26 @@ def test_a_consistent_difference_is_a_finding_and_pairing_is_what_finds_it():
     assert s.loc["A", "ci_low"] < s.loc["B", "mean"] and s.loc["B", "ci_high"] > s.loc["A", "mean"]
 
 
+def test_p_value_matches_scipy_and_a_barely_clear_verdict_says_it_is_weak():
+    from scipy import stats
+
+    a, b = [0.3, 0.5, 0.7, 0.6], [0.29, 0.48, 0.67, 0.6]  # differences 0.01, 0.02, 0.03, 0.00
+    c = ev.compare(table(a, b), "A", "B")
+    assert c.p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    weak = ev.compare(table([0.80, 0.81, 0.82], [0.79, 0.795, 0.807]), "A", "B")  # differences 0.01, 0.015, 0.013
+    assert weak.verdict == "a" and 0.01 < weak.p < 0.05 and weak.weak
+    assert weak.sentence().endswith(f"weak evidence, p = {math.floor(weak.p * 1000) / 1000:.3f})")
+    class Nearly(ev.Comparison):
+        p = 0.04998  # a p-value just under 0.05 must not print as 0.05
+
+    assert "p = 0.049)" in Nearly("A", "B", "acc", weak.diffs, 0.8, 0.79).sentence()
+    strong = ev.compare(table([0.80, 0.81, 0.82], [0.79, 0.80, 0.8101]), "A", "B")  # ~1 point on every seed
+    assert strong.verdict == "a" and strong.p < 0.01 and not strong.weak and "weak" not in strong.sentence()
+    noise = ev.compare(table([0.3, 0.5, 0.7], [0.29, 0.48, 0.67]), "A", "B")
+    assert noise.verdict == "noise" and not noise.weak and noise.p > 0.05  # the verdict and the p-value agree
+    assert "p" in weak.row()
+
+
 def test_the_95_percent_interval_covers_the_truth_about_95_percent_of_the_time():
     rng = np.random.default_rng(1)
     covered = 0

@@ -145,3 +145,53 @@ def test_fit_compile_trains_through_the_compiled_module(monkeypatch):
     monkeypatch.setattr(torch, "compile", fake_compile)  # real compilation takes too long for a unit test
     _fit_cnn(compile=True)
     assert len(calls) == 1
+
+
+def test_fit_auto_channels_last_trains_nhwc_on_cpu_and_restores_the_layout(monkeypatch):
+    seen = []
+    real = utils.train.train_step
+
+    def spy(model, batches, *a, **kw):
+        seen.append((kw["channels_last"], model[0].weight.is_contiguous(memory_format=torch.channels_last)))
+        return real(model, batches, *a, **kw)
+
+    monkeypatch.setattr(utils.train, "train_step", spy)
+    auto, plain = _fit_cnn(), _fit_cnn(channels_last=False)
+    assert seen and all(s == (True, True) for s in seen[:len(seen) // 2])  # auto: NHWC while training
+    assert all(s == (False, False) for s in seen[len(seen) // 2:])
+    assert auto[0].weight.is_contiguous() and plain[0].weight.is_contiguous()  # handed back in its own layout
+    a, b = auto.state_dict(), plain.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not torch.allclose(_cnn()[0].weight, plain[0].weight)
+
+
+def test_fit_auto_channels_last_leaves_models_without_convolutions_alone(monkeypatch):
+    flags = []
+    real = utils.train.train_step
+    monkeypatch.setattr(utils.train, "train_step", lambda *a, **kw: (flags.append(kw["channels_last"]), real(*a, **kw))[1])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    data = TensorDataset(torch.rand(8, 3, 2, 2), torch.arange(8) % 2)
+    utils.fit(model, make_loader(data, 4, device="cpu"), epochs=1, device=torch.device("cpu"), progress=False)
+    assert flags and not any(flags)
+
+
+def test_fit_rejects_a_bad_channels_last():
+    with pytest.raises(ValueError, match="channels_last must be"):
+        _fit_cnn(channels_last="yes")
+
+
+def test_fit_interrupted_still_hands_the_model_back_in_its_own_layout():
+    calls = []
+
+    def failing_loss(logits, y):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # e.g. the reader stops the cell
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    model = _cnn()
+    data = TensorDataset(torch.rand(16, 3, 8, 8), torch.arange(16) % 2)
+    with pytest.raises(KeyboardInterrupt):
+        utils.fit(model, make_loader(data, 8, device="cpu"), epochs=2, device=torch.device("cpu"), progress=False,
+                  loss_fn=failing_loss)
+    assert model[0].weight.is_contiguous()

@@ -27,7 +27,7 @@ from .text import masked_mean
 from .train import forward, to_device
 
 __all__ = ["POOLINGS", "token_lengths", "pool_hidden", "encode_texts", "cached_encode", "TokenizeCollate", "text_loader",
-           "MeanPoolClassifier", "add_lora", "save_classifier", "load_classifier", "predict_texts"]
+           "MeanPoolClassifier", "run_key", "add_lora", "save_classifier", "load_classifier", "predict_texts"]
 
 POOLINGS = ("cls", "mean")
 HEAD_FILE = "mean_pool_head.safetensors"  # save_classifier's file for a MeanPoolClassifier's linear head
@@ -191,6 +191,21 @@ def text_loader(dataset, tokenizer, max_length: int = 64, batch_size: int = 16, 
     classes = classes if classes is not None else getattr(dataset, "classes", None)
     return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=0,
                        collate_fn=TokenizeCollate(tokenizer, max_length, classes))
+
+
+def run_key(encoder: nn.Module, train, test, seed: int, **recipe) -> dict:
+    """What identifies one fine-tuning run, for `cache.save_result` / `cache.load_result`: the encoder's weights, the
+    exact training and test reviews with their labels, the seed, torch's and the book's versions, and every recipe
+    setting passed as keywords."""
+    def texts(d):
+        return cache.hash_json([list(d.texts), np.asarray(d.labels).tolist()])
+
+    if not hasattr(train, "texts") or not hasattr(test, "texts"):
+        raise TypeError("train and test must be text datasets with .texts and .labels (e.g. utils.rotten_tomatoes(...)).")
+    from . import __version__
+
+    return {"encoder": cache.fingerprint(encoder), "train": texts(train), "test": texts(test), "seed": int(seed),
+            "torch": torch.__version__, "utils": __version__, **recipe}  # new code versions: train again
 
 
 def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, target_modules: Sequence[str] = ("query", "value"),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 __all__ = ["cache_root", "cache_dir", "fingerprint", "hash_tensors", "hash_json", "atomic_path", "save_tensors",
-           "load_tensors", "clear_cache"]
+           "load_tensors", "save_result", "load_result", "clear_cache"]
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -96,6 +96,37 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def _result_path(kind: str, key: dict) -> Path:
+    if not isinstance(key, dict) or not key:
+        raise TypeError(f"key must be a non-empty dict that describes the run (data, weights, recipe, seed), got {key!r}.")
+    return cache_dir(kind) / f"{hash_json(key)}.json"
+
+
+def save_result(kind: str, key: dict, value: dict) -> Path:
+    """Store one run's results (a JSON-able dict) under the description `key`, so a later chapter can read them back
+    with `load_result` instead of training the same run again. Written atomically, with the key inside."""
+    if not isinstance(value, dict):
+        raise TypeError(f"value must be a dict of results, e.g. {{'acc': 0.8}}, got {type(value).__name__}.")
+    path = _result_path(kind, key)
+    text = json.dumps({"key": key, "value": value}, sort_keys=True, default=str)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def load_result(kind: str, key: dict) -> dict | None:
+    """The results `save_result` stored under exactly this `key`, or None when that run has not been saved."""
+    path = _result_path(kind, key)
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: the caller trains the run again and overwrites it
+    same = stored.get("key") == json.loads(json.dumps(key, sort_keys=True, default=str))
+    return stored.get("value") if same else None
 
 
 def clear_cache(kind: str | None = None) -> int:

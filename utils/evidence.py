@@ -281,6 +281,23 @@ class Comparison:
         return self.diff - half, self.diff + half
 
     @property
+    def p(self) -> float:
+        """Two-sided p-value of the paired t-test (with the same corrected variance as `ci`); nan for one pair."""
+        if self.n < 2:
+            return float("nan")
+        se = self.sd * math.sqrt(1 / self.n + (self.cv_ratio or 0.0))
+        if se == 0:
+            return 0.0 if self.diff != 0 else 1.0
+        from scipy import stats
+
+        return float(2 * stats.t.sf(abs(self.diff) / se, self.n - 1))
+
+    @property
+    def weak(self) -> bool:
+        """A verdict that clears 0 at the chosen level but not at 1 %: the interval only just excludes no difference."""
+        return self.verdict != "noise" and self.p > 0.01
+
+    @property
     def wins(self) -> int:
         """In how many pairs (seeds, folds) `a` came out ahead."""
         return int((self.diffs > 0).sum())
@@ -314,12 +331,14 @@ class Comparison:
         flip = self.verdict == "b"
         win, lose, d = (self.b, self.a, -self.diff) if flip else (self.a, self.b, self.diff)
         verb = "beats" if self.unit == "points" else "exceeds"  # "beats" only where higher is better (accuracy)
-        return f"{win} {verb} {lose} by {self._num(d, unit=True)} ({self._means(flip)}; {self._tail(flip)})"
+        weak = f"; weak evidence, p = {math.floor(self.p * 1000) / 1000:.3f}" if self.weak else ""  # never rounds up to 0.05
+        return f"{win} {verb} {lose} by {self._num(d, unit=True)} ({self._means(flip)}; {self._tail(flip)}{weak})"
 
     def row(self) -> dict:
         lo, hi = self.ci
         return {"a": self.a, "b": self.b, **self.where, "mean a": self.mean_a, "mean b": self.mean_b,
-                "difference": self.diff, "ci low": lo, "ci high": hi, "n": self.n, "a wins": f"{self.wins}/{self.n}",
+                "difference": self.diff, "ci low": lo, "ci high": hi, "p": self.p, "n": self.n,
+                "a wins": f"{self.wins}/{self.n}",
                 "verdict": {"a": f"{self.a} better", "b": f"{self.b} better", "noise": "within noise"}[self.verdict]}
 
     def __str__(self) -> str:

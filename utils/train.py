@@ -222,15 +222,17 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, scheduler=None, schedule: str = "constant",
         warmup: float = 0.0, loss_fn: Callable | None = None, device: torch.device | None = None,
         amp: bool | str | torch.dtype | None = "auto", grad_clip: float | None = None, label: str = "", progress: bool = True,
-        history: History | None = None, channels_last: bool = False, compile: bool = False,
+        history: History | None = None, channels_last: bool | str = "auto", compile: bool = False,
         eval_loaders: dict | None = None) -> History:
     """Train for `epochs`, evaluating after each; returns (or extends) a `History`.
 
     The optimiser defaults to `utils.make_optimizer(model, lr)`. A per-step `scheduler` can be passed, or named:
     `schedule="cosine"` / `"linear"` with a `warmup` fraction of the steps (transformers' schedules). Extra
     `eval_loaders` ({"test": loader}) are evaluated each epoch too (columns `test_loss`, `test_acc`).
-    `channels_last` stores 4-D activations as NHWC (faster convolutions on GPU tensor cores); `compile` trains
-    through `torch.compile(model)` (evaluation stays eager).
+    `channels_last=True` stores 4-D weights and activations as NHWC (faster convolutions on GPU tensor cores) and
+    leaves the model so; the default `"auto"` trains a convolutional model on a CPU in NHWC too (oneDNN's convolutions
+    and pooling are faster so: `bench/bench_channels_last.py`) and hands it back in its original layout, same results
+    up to float rounding. `compile` trains through `torch.compile(model)` (evaluation stays eager).
     """
     from .optim import make_optimizer, make_scheduler
 
@@ -238,6 +240,12 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     _nonempty(train_loader, "train_loader")
     device = device or get_device()
     model.to(device)
+    restore = False
+    if channels_last == "auto":
+        channels_last = _auto_channels_last(model, device)
+        restore = channels_last and not _is_channels_last(model)
+    elif not isinstance(channels_last, bool):
+        raise ValueError(f"channels_last must be True, False or 'auto'; got {channels_last!r}.")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
@@ -249,29 +257,47 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     history = history if history is not None else History(label)  # an empty History is falsy
     start_epoch = len(history)
     bar = progress_bar(total=epochs * len(train_loader), desc=label or "fit", disable=not progress, leave=False)
-    for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
-        model.train()
-        frozen_bn_eval(model)
-        t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        for batch in train_loader:
-            step = train_step(net, [batch], optimizer, loss_fn, device=device, amp=dtype, scaler=scaler,
-                              grad_clip=grad_clip, channels_last=channels_last)
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += step.loss.item() * step.seen
-            correct += step.correct
-            seen += step.seen
-            bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}")
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen}
-        for name, loader in {"val": val_loader, **(eval_loaders or {})}.items():
-            if loader is not None:
-                res = evaluate(model, loader, loss_fn, amp)
-                row.update({f"{name}_loss": res["loss"], f"{name}_acc": res["acc"]})
-        row["seconds"] = time.perf_counter() - t0
-        history.rows.append(row)
-    bar.close()
+    try:
+        for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
+            model.train()
+            frozen_bn_eval(model)
+            t0, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            for batch in train_loader:
+                step = train_step(net, [batch], optimizer, loss_fn, device=device, amp=dtype, scaler=scaler,
+                                  grad_clip=grad_clip, channels_last=channels_last)
+                if scheduler is not None:
+                    scheduler.step()
+                loss_sum += step.loss.item() * step.seen
+                correct += step.correct
+                seen += step.seen
+                bar.update()
+                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / seen:.3f}")
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen}
+            for name, loader in {"val": val_loader, **(eval_loaders or {})}.items():
+                if loader is not None:
+                    res = evaluate(model, loader, loss_fn, amp)
+                    row.update({f"{name}_loss": res["loss"], f"{name}_acc": res["acc"]})
+            row["seconds"] = time.perf_counter() - t0
+            history.rows.append(row)
+    finally:
+        bar.close()
+        if restore:  # same Parameter objects, new strides: the optimiser and any module sharing them still see them
+            model.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _first_conv(model: nn.Module) -> nn.Conv2d | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    conv = _first_conv(model)
+    return conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+def _auto_channels_last(model: nn.Module, device: torch.device | str) -> bool:
+    """What `fit(channels_last="auto")` picks: NHWC for a model with 2-D convolutions on a CPU, else the model's layout."""
+    return torch.device(device).type == "cpu" and _first_conv(model) is not None
 
 
 def _stage_plan(model: nn.Module, stages: Sequence, epochs) -> list[tuple[int, int]]:
