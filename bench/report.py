@@ -66,6 +66,19 @@ def channels_last_section(res: dict) -> str:
             + " (mean accuracies agree within 0.02, checked; the layout changes float rounding, so the models differ slightly).")
 
 
+def group_by_length_section(res: dict) -> str:
+    st = res["setup"]
+    rows = [{"workload": k.split(" | ")[0], "batching": k.split(" | ")[1], "training seconds (best)": min(v),
+             "all runs": ", ".join(map(str, v)),
+             "real tokens": f"{sum(res['real_token_share'][k]) / len(res['real_token_share'][k]):.0%}",
+             "mean test acc": round(sum(res["accuracies"][k]) / len(res["accuracies"][k]), 3)} for k, v in res["seconds"].items()]
+    return (f"{st['seeds']} draws of {st['reviews per run']} reviews per repeat, batches of {st['batch_size']}, "
+            f"{st['torch_threads']} torch thread(s); `fit` timed alone. " + where(res) + "\n\n"
+            + md_table(rows, ["workload", "batching", "training seconds (best)", "all runs", "real tokens", "mean test acc"])
+            + "\n\nSpeed-up of `group_by_length=True`: " + "; ".join(f"{k.split(':')[0]} {v}x" for k, v in res["ratios"].items())
+            + " (the batch mix changes the training path, so accuracies are reported, not required to match).")
+
+
 def gpu_section(res: dict) -> str:
     out = where(res) + "\n\n"
     if res.get("gpu") is None and "loaders" not in res:
@@ -123,6 +136,7 @@ SECTIONS = {"bench_cache": ("Feature cache vs recomputing the backbone", cache_s
             "bench_probe": ("Linear probe: one BLAS thread vs the default next to torch", probe_section),
             "bench_workers": ("Seeded runs: one process vs one-thread workers side by side", workers_section),
             "bench_channels_last": ("CNN training on a CPU: NCHW vs channels-last", channels_last_section),
+            "bench_group_by_length": ("Text models: random vs length-grouped batches", group_by_length_section),
             "bench_gpu": ("GPU fine-tuning throughput", gpu_section),
             "bench_minilm": ("MiniLM: probe vs full fine-tuning vs LoRA", minilm_section),
             "bench_explorer": ("Explorer answer time", explorer_section),

@@ -330,7 +330,13 @@ SWEEP = {
     "utils.text.tokenize": (lambda c: dict(text="a film"), {"text": {"list": ["a", "film"], "None": None}}),
     "utils.text.Vocab": (lambda c: dict(texts=c.texts, min_freq=1), {"texts": TEXTS, "min_freq": SIZE,
                                                                       "max_size": SIZE}),
+    "utils.loaders.LengthGroupedSampler": (lambda c: dict(lengths=[3, 1, 2, 5], batch_size=2), {
+        "lengths": {"empty": []}, "batch_size": SIZE, "seed": SEED, "mega_batches": SIZE}),
     "utils.text.collate_tokens": (lambda c: dict(vocab=c.vocab), {"vocab": {"dict": {"a": 1}}, "max_len": SIZE}),
+    "utils.text.text_loader": (lambda c: dict(dataset=utils.TextDataset(c.texts, [0, 1, 0, 1], c.classes), vocab=c.vocab,
+                                              shuffle=True), {
+        "vocab": {"dict": {"a": 1}}, "max_len": SIZE, "batch_size": SIZE, "seed": SEED,
+        "group_by_length": {"string": "yes"}}),
     "utils.text.glove_matrix": (lambda c: dict(vocab=c.vocab, glove=None), {"vocab": {"list": ["a"]}, "glove": {"None": None}}),
     "utils.text.LSTMClassifier": (lambda c: dict(vocab_size=10), {
         "vocab_size": SIZE, "num_classes": SIZE, "emb_dim": SIZE, "hidden": SIZE, "dropout": PROB,
@@ -346,7 +352,8 @@ SWEEP = {
     "utils.bert.TokenizeCollate": (lambda c: dict(tokenizer=c.tok), {"max_length": SIZE, "classes": NAMES,
                                                                      "tokenizer": {"string": "minilm"}}),
     "utils.bert.text_loader": (lambda c: dict(dataset=utils.TextDataset(c.texts, [0, 1, 0, 1], c.classes), tokenizer=c.tok),
-                               {"max_length": SIZE, "batch_size": SIZE, "seed": SEED, "classes": NAMES}),
+                               {"max_length": SIZE, "batch_size": SIZE, "seed": SEED, "classes": NAMES,
+                                "group_by_length": {"string": "yes", "without shuffle": True}}),
     "utils.bert.MeanPoolClassifier": (lambda c: dict(encoder=c.encoder), {"num_labels": SIZE, "dropout": PROB,
                                                                           "encoder": {"string": "minilm"}}),
     "utils.bert.add_lora": (lambda c: dict(model=c.classifier), {
@@ -413,7 +420,7 @@ EXEMPT = {
         "utils.data.FewLabels"],
     "no user data (environment, bundled assets, caches)": [
         "utils.device.environment", "utils.device.ensure_offline_flags", "utils.device.get_device", "utils.device.is_online",
-        "utils.device.amp_dtype", "utils.device.model_device", "utils.assets.imagenet_categories", "utils.assets.minilm_path",
+        "utils.device.amp_dtype", "utils.device.model_device", "utils.device.recorded_bench", "utils.assets.imagenet_categories", "utils.assets.minilm_path",
         "utils.assets.load_glove", "utils.assets.load_charlstm_weights", "utils.assets.load_efficientnet_lite0",
         "utils.assets.load_minilm", "utils.assets.package_file", "utils.assets.sha256_file",
         "utils.assets.efficientnet_lite_file", "utils.assets.efficientnet_lite_state_dict",
@@ -441,7 +448,7 @@ EXEMPT = {
         "utils.regularise.L2SPAdamW", "utils.regularise.drift", "utils.regularise.l2sp_optimizer",
         "utils.evidence.sweep", "utils.evidence.map_runs", "utils.evidence.default_workers", "utils.evidence.cpu_time",
         "utils.evidence.summarise", "utils.evidence.describe", "utils.evidence.span", "utils.evidence.compare",
-        "utils.evidence.compare_to", "utils.evidence.mcnemar", "utils.evidence.plot_curves", "utils.evidence.plot_points",
+        "utils.evidence.compare_to", "utils.evidence.p_text", "utils.evidence.mcnemar", "utils.evidence.plot_curves", "utils.evidence.plot_points",
         "utils.explorer.load_splits", "utils.explorer.run_strategy", "utils.explorer.default_comparison",
         "utils.explorer.runs_table", "utils.explorer.plot_runs", "utils.explorer.explorer_widget",
         "utils.diagnose.check_history", "utils.diagnose.evidence", "utils.diagnose.diagnose", "utils.diagnose.diagnose_table",

@@ -108,6 +108,44 @@ def test_loader_trains_with_utils_fit(tokenizer):
     assert len(hist) == 1 and 0 <= hist.last["val_acc"] <= 1
 
 
+def _words(n: int) -> str:
+    return " ".join(["word"] * n)
+
+
+def test_group_by_length_pads_less_and_keeps_every_text_once_per_epoch(tokenizer):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 40, size=64)
+    ds = utils.TextDataset([_words(int(n)) for n in lengths], [int(i % 2) for i in range(64)], ["rotten", "fresh"])
+
+    def padding(loader):  # share of padding over two epochs, and the texts each epoch saw
+        masks, seen = [], []
+        for _ in range(2):
+            epoch = [x for x, _ in loader]
+            masks += [x["attention_mask"] for x in epoch]
+            seen.append(sorted(int(x["attention_mask"][i].sum()) for x in epoch for i in range(len(x["attention_mask"]))))
+        return 1 - sum(float(m.sum()) for m in masks) / sum(m.numel() for m in masks), seen
+
+    plain, seen_plain = padding(bert.text_loader(ds, tokenizer, max_length=48, batch_size=8, shuffle=True, seed=0))
+    grouped, seen_grouped = padding(bert.text_loader(ds, tokenizer, max_length=48, batch_size=8, shuffle=True, seed=0,
+                                                     group_by_length=True))
+    assert grouped < 0.5 * plain  # mega-batches of 4 x 8 sorted by length: far less padding than random batches
+    assert seen_grouped[0] == seen_grouped[1] == seen_plain[0]  # every text exactly once per epoch
+    a = [x["input_ids"].tolist() for x, _ in bert.text_loader(ds, tokenizer, 48, 8, shuffle=True, seed=3, group_by_length=True)]
+    b = [x["input_ids"].tolist() for x, _ in bert.text_loader(ds, tokenizer, 48, 8, shuffle=True, seed=3, group_by_length=True)]
+    c = [x["input_ids"].tolist() for x, _ in bert.text_loader(ds, tokenizer, 48, 8, shuffle=True, seed=4, group_by_length=True)]
+    assert a == b and a != c  # seeded: same seed, same batches
+
+
+def test_group_by_length_bad_input_says_what_to_do(tokenizer):
+    ds = utils.TextDataset(["good", "bad"], [1, 0], ["rotten", "fresh"])
+    with pytest.raises(ValueError, match="shuffle=True"):
+        bert.text_loader(ds, tokenizer, group_by_length=True)
+    with pytest.raises(TypeError, match="True or False"):
+        bert.text_loader(ds, tokenizer, shuffle=True, group_by_length="yes")
+
+
 def test_llrd_groups_cover_each_parameter_once_with_rising_lr():
     model = tiny_classifier()
     model.bert.embeddings.position_embeddings.weight.requires_grad_(False)

@@ -224,3 +224,14 @@ def test_pooled_features_are_cached_per_weights_and_texts(lm, tmp_path, monkeypa
     other = charlm.CharLM(lm.vocab)  # other weights: a new entry, not the cached one
     assert not torch.allclose(charlm.pooled_features(other, ["a fine film", "dull"]), first)
     assert len(list(tmp_path.rglob("pooled_*.safetensors"))) == 2
+
+
+def test_text_loader_can_group_by_length(lm):
+    data = utils.rotten_tomatoes("train").subset(list(range(64)))
+    plain = charlm.text_loader(lm, data, batch_size=8, shuffle=True, seed=0)
+    grouped = charlm.text_loader(lm, data, batch_size=8, shuffle=True, seed=0, group_by_length=True)
+    steps = {name: sum(int(lengths.max()) for (_, lengths), _ in loader) for name, loader in
+             (("plain", plain), ("grouped", grouped))}
+    assert steps["grouped"] < 0.9 * steps["plain"]
+    assert sorted(int(n) for (_, lengths), _ in grouped for n in lengths) == sorted(
+        int(n) for (_, lengths), _ in plain for n in lengths)  # the same texts, once each

@@ -154,3 +154,19 @@ def test_ensure_offline_flags_leaves_env_alone_when_online(monkeypatch):
     monkeypatch.setattr(dev, "is_online", lambda *a, **k: True)
     assert utils.ensure_offline_flags() is True
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_recorded_bench_reads_the_results_file_or_says_none(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import utils.device as device
+
+    cl = utils.recorded_bench("bench_channels_last")  # committed with the book
+    assert cl is not None and cl["script"] == "bench/bench_channels_last.py"
+    assert utils.recorded_bench("no_such_bench") is None
+    fake = tmp_path / "utils" / "device.py"  # a copy of the book without bench/ (Colab installs only utils)
+    fake.parent.mkdir()
+    monkeypatch.setattr(device, "__file__", str(fake))
+    assert Path(device.__file__) == fake and utils.recorded_bench("bench_channels_last") is None
+    with pytest.raises(ValueError, match="kind"):
+        utils.recorded_bench("bench_channels_last", kind="gpu")

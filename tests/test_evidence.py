@@ -54,7 +54,11 @@ def test_p_value_matches_scipy_and_a_barely_clear_verdict_says_it_is_weak():
     assert strong.verdict == "a" and strong.p < 0.01 and not strong.weak and "weak" not in strong.sentence()
     noise = ev.compare(table([0.3, 0.5, 0.7], [0.29, 0.48, 0.67]), "A", "B")
     assert noise.verdict == "noise" and not noise.weak and noise.p > 0.05  # the verdict and the p-value agree
-    assert "p" in weak.row()
+    assert weak.row()["p"] == math.floor(weak.p * 1000) / 1000  # the table prints what the sentence prints
+
+
+def test_p_text_rounds_down_and_floors_tiny_values():
+    assert ev.p_text(0.04998) == "0.049" and ev.p_text(0.0101) == "0.010" and ev.p_text(0.0004) == "< 0.001"
 
 
 def test_the_95_percent_interval_covers_the_truth_about_95_percent_of_the_time():

@@ -195,3 +195,39 @@ def test_fit_interrupted_still_hands_the_model_back_in_its_own_layout():
         utils.fit(model, make_loader(data, 8, device="cpu"), epochs=2, device=torch.device("cpu"), progress=False,
                   loss_fn=failing_loss)
     assert model[0].weight.is_contiguous()
+
+
+def test_length_grouped_sampler_sorts_within_mega_batches_and_covers_every_example():
+    from utils.loaders import LengthGroupedSampler
+
+    lengths = list(range(40))
+    sampler = LengthGroupedSampler(lengths, batch_size=5, seed=0, mega_batches=2)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == sorted(second) == lengths and first != second  # every example once; a new order each epoch
+    for start in range(0, 40, 10):  # mega-batches of 2 x 5
+        mega = [lengths[i] for i in first[start:start + 10]]
+        assert mega[1:] == sorted(mega[1:], reverse=True)  # sorted, longest first (transformers may swap the first)
+    assert list(LengthGroupedSampler(lengths, 5, seed=1)) == list(LengthGroupedSampler(lengths, 5, seed=1))
+
+
+def test_length_grouped_sampler_keeps_at_least_two_mega_batches():
+    from utils.loaders import LengthGroupedSampler
+
+    lengths = list(range(12))  # three batches of 4: a single sorted mega-batch would fix the batches for good
+    batches = set()
+    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=0)
+    for _ in range(5):
+        order = list(sampler)
+        batches |= {tuple(sorted(order[i:i + 4])) for i in range(0, 12, 4)}
+    assert len(batches) > 3  # a plain shuffle: the batches' members change between epochs
+
+
+def test_length_grouped_sampler_bad_input():
+    from utils.loaders import LengthGroupedSampler
+
+    with pytest.raises(ValueError, match="lengths is empty"):
+        LengthGroupedSampler([], 4)
+    with pytest.raises(ValueError, match="shuffle=True"):
+        LengthGroupedSampler.wanted(True, shuffle=False)
+    with pytest.raises(TypeError, match="True or False"):
+        LengthGroupedSampler.wanted("yes", shuffle=True)

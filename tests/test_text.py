@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 import utils
 from utils.checks import MAX_CHARS, check_texts
-from utils.text import LSTMClassifier, Vocab, collate_tokens, glove_matrix, masked_max, masked_mean, tokenize
+from utils.text import LSTMClassifier, Vocab, collate_tokens, glove_matrix, masked_max, masked_mean, text_loader, tokenize
 
 TEXTS = ["A gem of a film.", "Dull, dull and far too long.", "It isn't a gem; it's dull.", "A fine, fine film!"]
 
@@ -120,3 +120,21 @@ def test_vocab_encode_checks_its_text():
 def test_min_freq_too_high_says_what_to_do():
     with pytest.raises(ValueError, match="lower min_freq"):
         Vocab(["one two"], min_freq=5)
+
+
+def test_text_loader_groups_by_length_into_fewer_time_steps():
+    rng = np.random.default_rng(0)
+    texts = [" ".join(["film"] * int(n)) for n in rng.integers(1, 30, size=64)]
+    data = utils.TextDataset(texts, [i % 2 for i in range(64)], ["rotten", "fresh"])
+    vocab = Vocab(texts, min_freq=1)
+
+    def steps(loader):  # LSTM time steps over an epoch: each batch runs as many as its longest text
+        return sum(int(lengths.max()) for (_, lengths), _ in loader)
+
+    plain = text_loader(data, vocab, 32, batch_size=8, shuffle=True, seed=0)
+    grouped = text_loader(data, vocab, 32, batch_size=8, shuffle=True, seed=0, group_by_length=True)
+    assert steps(grouped) < 0.8 * steps(plain)
+    seen = sorted(int(n) for (_, lengths), _ in grouped for n in lengths)
+    assert seen == sorted(min(len(t.split()), 32) for t in texts)  # every text once per epoch
+    with pytest.raises(ValueError, match="shuffle=True"):
+        text_loader(data, vocab, group_by_length=True)

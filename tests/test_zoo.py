@@ -168,7 +168,7 @@ def test_measure_latency_uses_torch_benchmark_timer(monkeypatch):
 
     monkeypatch.setattr(benchmark.Timer, "blocked_autorange", spy)
     lat = zoo.measure_latency(tiny_cnn(), input_size=8, min_run_time=0.01, num_threads=1)
-    assert calls == [(1, 0.01)] and lat.threads == 1
+    assert calls[0] == (1, 0.01) and all(t == 1 for t, _ in calls) and lat.threads == 1  # more calls: min_runs
 
 
 class Sleeper(nn.Module):
@@ -192,7 +192,12 @@ def test_measure_latency_measures_the_forward_pass_time():
     # sleep() never returns early; a busy machine may add a few ms. A time per block instead of per pass (the fast
     # model runs in blocks of 10 or more) or the total time would land far above these bounds.
     assert 2.0 <= fast.ms_per_batch < 15.0 and fast.runs >= 10
-    assert 20.0 <= slow.ms_per_batch < 45.0 and slow.runs >= 3
+    assert 20.0 <= slow.ms_per_batch < 45.0 and slow.runs >= 5  # min_runs=5: timed again when 0.1 s held fewer
+
+
+def test_measure_latency_times_a_slow_model_at_least_min_runs_times():
+    lat = zoo.measure_latency(Sleeper(0.03), input_size=4, min_run_time=0.01, warmup=0, min_runs=4)
+    assert lat.runs >= 4 and 30.0 <= lat.ms_per_batch < 60.0
 
 
 def test_measure_latency_runs_in_inference_mode_and_eval_mode():
@@ -213,7 +218,7 @@ def test_measure_latency_runs_in_inference_mode_and_eval_mode():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.0}, "batch_size"), ({"min_run_time": 0}, "min_run_time"),
-    ({"min_run_time": float("nan")}, "min_run_time"), ({"warmup": -1}, "warmup"), ({"num_threads": 0}, "num_threads"),
+    ({"min_run_time": float("nan")}, "min_run_time"), ({"warmup": -1}, "warmup"), ({"num_threads": 0}, "num_threads"), ({"min_runs": 0}, "min_runs"),
     ({"input_size": 0}, "input_size"), ({"input_size": (3,)}, "input_size"),
     ({"input_size": "224"}, "input_size"), ({"input_size": (1, 3, 8, 8)}, "input_size"),
 ])

@@ -184,12 +184,20 @@ class TokenizeCollate:
 
 
 def text_loader(dataset, tokenizer, max_length: int = 64, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
-                classes: Sequence[str] | None = None):
-    """A DataLoader of raw (text, label) pairs that tokenises on the fly, with dynamic padding; works with `utils.fit`."""
-    from .loaders import make_loader
+                classes: Sequence[str] | None = None, group_by_length: bool = False):
+    """A DataLoader of raw (text, label) pairs that tokenises on the fly, with dynamic padding; works with `utils.fit`.
 
+    `group_by_length=True` (with `shuffle=True`) batches texts of similar length together
+    (`utils.loaders.LengthGroupedSampler`), like the `Trainer`'s option of that name: less padding, every text once
+    per epoch, a less random mix of lengths in a batch.
+    """
+    from .loaders import LengthGroupedSampler, make_loader
+
+    sampler = LengthGroupedSampler.for_texts(
+        dataset, lambda texts: np.minimum(token_lengths(tokenizer, texts), _check_max_length(tokenizer, max_length)),
+        batch_size, shuffle, group_by_length, seed)
     classes = classes if classes is not None else getattr(dataset, "classes", None)
-    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=0,
+    return make_loader(dataset, batch_size, shuffle=shuffle and sampler is None, seed=seed, num_workers=0, sampler=sampler,
                        collate_fn=TokenizeCollate(tokenizer, max_length, classes))
 
 

@@ -396,11 +396,19 @@ class _Collate:
         return encode(self.model, list(texts)), torch.as_tensor(labels)
 
 
-def text_loader(model: CharLM, dataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0):
-    """A DataLoader of a `TextDataset`'s (text, label) pairs as ((ids, lengths), labels) for `CharLMClassifier`."""
-    from .loaders import make_loader
+def text_loader(model: CharLM, dataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
+                group_by_length: bool = False):
+    """A DataLoader of a `TextDataset`'s (text, label) pairs as ((ids, lengths), labels) for `CharLMClassifier`.
 
-    return make_loader(dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=0, collate_fn=_Collate(model))
+    `group_by_length=True` (with `shuffle=True`) batches texts of similar length (`loaders.LengthGroupedSampler`):
+    the LSTMs run as many time steps as the batch's longest text, so fewer steps per epoch.
+    """
+    from .loaders import LengthGroupedSampler, make_loader
+
+    sampler = LengthGroupedSampler.for_texts(dataset, lambda texts: [len(_ids(model, t)) for t in texts], batch_size,
+                                             shuffle, group_by_length, seed)
+    return make_loader(dataset, batch_size, shuffle=shuffle and sampler is None, seed=seed, num_workers=0,
+                       sampler=sampler, collate_fn=_Collate(model))
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["get_device", "model_device", "seed_everything", "is_online", "ensure_offline_flags", "amp_dtype", "environment"]
+__all__ = ["get_device", "model_device", "seed_everything", "is_online", "ensure_offline_flags", "amp_dtype", "environment",
+           "recorded_bench"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -44,6 +45,18 @@ def environment() -> str:
     dev = get_device()
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else dev.type
     return f"torch {torch.__version__} | device: {name} | {torch.get_num_threads()} CPU thread(s)"
+
+
+def recorded_bench(name: str, kind: str = "cpu") -> dict | None:
+    """The last recorded result of `bench/<name>.py` on a `kind` ("cpu" or "cuda") machine, or None where this copy of
+    the book has no `bench/` folder (a Colab install ships only `utils`): chapters quote benches, never re-time them."""
+    import json
+    from pathlib import Path
+
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"kind must be 'cpu' or 'cuda', got {kind!r}.")
+    path = Path(__file__).resolve().parents[1] / "bench" / "results" / f"{name}_{kind}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["sweep", "map_runs", "default_workers", "cpu_time", "repeated_folds", "Fold", "summarise", "describe", "span",
-           "Comparison", "compare", "compare_to", "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
+           "Comparison", "compare", "compare_to", "p_text", "mcnemar", "Claims", "plot_curves", "plot_points", "MIN_PAIRS"]
 
 MIN_PAIRS = 3  # the book's standard: no comparison on fewer than three seeds or folds
 
@@ -244,6 +244,15 @@ def _pair_word(pair: str | Sequence[str], n: int) -> str:
     return word if n == 1 else word + "s"
 
 
+def _p_floor(p: float) -> float:
+    return math.floor(p * 1000) / 1000 if p == p else p  # nan stays nan
+
+
+def p_text(p: float) -> str:
+    """A p-value as the book prints it: rounded *down* to 3 decimals (0.04998 never reads 0.05), "< 0.001" below."""
+    return "< 0.001" if p < 0.001 else f"{_p_floor(p):.3f}"
+
+
 # --- Paired comparisons ----------------------------------------------------------------------------------------
 @dataclass
 class Comparison:
@@ -275,9 +284,13 @@ class Comparison:
         return float(self.diffs.std(ddof=1)) if self.n > 1 else float("nan")
 
     @property
+    def _se(self) -> float:
+        """Standard error of the mean difference; Nadeau-Bengio's (1/J + n_test/n_train) * s^2 when cv_ratio is set."""
+        return self.sd * math.sqrt(1 / self.n + (self.cv_ratio or 0.0))
+
+    @property
     def ci(self) -> tuple[float, float]:
-        factor = 1 / self.n + (self.cv_ratio or 0.0)  # Nadeau-Bengio: (1/J + n_test/n_train) * s^2
-        half = _t(self.level, self.n - 1) * self.sd * math.sqrt(factor) if self.n > 1 else float("inf")
+        half = _t(self.level, self.n - 1) * self._se if self.n > 1 else float("inf")
         return self.diff - half, self.diff + half
 
     @property
@@ -285,7 +298,7 @@ class Comparison:
         """Two-sided p-value of the paired t-test (with the same corrected variance as `ci`); nan for one pair."""
         if self.n < 2:
             return float("nan")
-        se = self.sd * math.sqrt(1 / self.n + (self.cv_ratio or 0.0))
+        se = self._se
         if se == 0:
             return 0.0 if self.diff != 0 else 1.0
         from scipy import stats
@@ -331,13 +344,14 @@ class Comparison:
         flip = self.verdict == "b"
         win, lose, d = (self.b, self.a, -self.diff) if flip else (self.a, self.b, self.diff)
         verb = "beats" if self.unit == "points" else "exceeds"  # "beats" only where higher is better (accuracy)
-        weak = f"; weak evidence, p = {math.floor(self.p * 1000) / 1000:.3f}" if self.weak else ""  # never rounds up to 0.05
+        weak = f"; weak evidence, p = {p_text(self.p)}" if self.weak else ""
         return f"{win} {verb} {lose} by {self._num(d, unit=True)} ({self._means(flip)}; {self._tail(flip)}{weak})"
 
     def row(self) -> dict:
+        """The comparison as a table row; `p` rounded down to 3 decimals, as the sentences print it."""
         lo, hi = self.ci
         return {"a": self.a, "b": self.b, **self.where, "mean a": self.mean_a, "mean b": self.mean_b,
-                "difference": self.diff, "ci low": lo, "ci high": hi, "p": self.p, "n": self.n,
+                "difference": self.diff, "ci low": lo, "ci high": hi, "p": _p_floor(self.p), "n": self.n,
                 "a wins": f"{self.wins}/{self.n}",
                 "verdict": {"a": f"{self.a} better", "b": f"{self.b} better", "noise": "within noise"}[self.verdict]}
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subs
 from .checks import check_features, check_int, check_labels, check_same_length, check_seed
 from .device import get_device
 
-__all__ = ["make_loader", "feature_loaders", "default_num_workers", "seed_worker", "main_is_importable", "is_in_memory",
+__all__ = ["make_loader", "LengthGroupedSampler", "feature_loaders", "default_num_workers", "seed_worker", "main_is_importable", "is_in_memory",
            "start_method"]
 
 MAX_WORKERS = 4  # beyond this, image pipelines of this size rarely gain; each worker holds a copy of the dataset
@@ -99,6 +99,58 @@ def _warn_if_unnormalised(dataset) -> None:
                       "weights expect their own mean/std: pass normalize=model (or build it with "
                       "utils.images_from_arrays(..., model=model)); pass normalize=False if raw pixels are intended.",
                       UserWarning, stacklevel=3)
+
+
+class LengthGroupedSampler(Sampler):
+    """A seeded shuffle whose batches hold examples of similar length: little padding for a transformer, fewer time
+    steps for an RNN over packed sequences.
+
+    Each epoch, `transformers`' `get_length_grouped_indices` (what the `Trainer` does with `group_by_length=True`)
+    shuffles, cuts the order into mega-batches of up to `mega_batches` batches and sorts each by length, longest
+    first. Mega-batches are kept small enough that there are at least two, so a batch's members still change from
+    epoch to epoch; with fewer than four batches' worth of examples the order is a plain shuffle.
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int = 0, mega_batches: int = 4):
+        self.lengths = [int(n) for n in lengths]
+        if not self.lengths:
+            raise ValueError("lengths is empty: give one length per example (e.g. its number of tokens).")
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.mega_batches = check_int(mega_batches, "mega_batches", 1)
+        self.generator = torch.Generator().manual_seed(check_seed(seed))
+
+    @staticmethod
+    def wanted(group_by_length: bool, shuffle: bool) -> bool:
+        """Check a loader's `group_by_length` flag: it groups a shuffled (training) order only."""
+        if not isinstance(group_by_length, bool):
+            raise TypeError(f"group_by_length must be True or False, got {group_by_length!r}.")
+        if group_by_length and not shuffle:
+            raise ValueError("group_by_length=True groups a shuffled training order: pass shuffle=True too. For an "
+                             "evaluation loader, sort the dataset by length instead (e.g. dataset.subset(order)).")
+        return group_by_length
+
+    @classmethod
+    def for_texts(cls, dataset, lengths_of: Callable, batch_size: int, shuffle: bool, group_by_length: bool,
+                  seed: int = 0) -> "LengthGroupedSampler | None":
+        """The sampler a text loader hands to `make_loader`, or None with `group_by_length=False`; `lengths_of` maps
+        the dataset's texts to their lengths (tokens, characters)."""
+        if not cls.wanted(group_by_length, shuffle):
+            return None
+        texts = getattr(dataset, "texts", None)
+        texts = list(texts) if texts is not None else [dataset[i][0] for i in range(len(dataset))]
+        return cls(lengths_of(texts), batch_size, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        mult = max(1, min(self.mega_batches, len(self.lengths) // (2 * self.batch_size)))  # at least two mega-batches
+        if mult == 1:
+            return iter(torch.randperm(len(self.lengths), generator=self.generator).tolist())
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=mult,
+                                               generator=self.generator))
 
 
 def make_loader(dataset: Dataset | tuple, batch_size: int, shuffle: bool = False, seed: int = 0,

@@ -13,8 +13,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from .checks import check_int, check_number, check_seed, check_size, check_texts
 
-__all__ = ["tokenize", "masked_mean", "masked_max", "Vocab", "collate_tokens", "glove_matrix", "Coverage",
-           "LSTMClassifier"]
+__all__ = ["tokenize", "masked_mean", "masked_max", "Vocab", "collate_tokens", "text_loader", "glove_matrix",
+           "Coverage", "LSTMClassifier"]
 
 # GloVe's (Stanford) convention: "doesn't" -> does n't, "it's" -> it 's. Any other apostrophe (a quoted 'word',
 # rock 'n' roll) is dropped, other punctuation is its own token, and letters outside a-z stay inside their word
@@ -87,6 +87,23 @@ def collate_tokens(vocab: Vocab, max_len: int = 64):
         return (pad_sequence(seqs, batch_first=True, padding_value=Vocab.PAD), lengths), torch.stack(
             [torch.as_tensor(y) for _, y in batch])
     return collate
+
+
+def text_loader(dataset, vocab: Vocab, max_len: int = 64, batch_size: int = 16, shuffle: bool = False, seed: int = 0,
+                group_by_length: bool = False):
+    """A DataLoader of raw (text, label) pairs as ((padded ids, lengths), labels) for `LSTMClassifier`.
+
+    `group_by_length=True` (with `shuffle=True`) batches texts of similar length (`loaders.LengthGroupedSampler`):
+    an LSTM over packed sequences runs as many time steps as the batch's longest text, so fewer steps per epoch.
+    """
+    from .loaders import LengthGroupedSampler, make_loader
+
+    collate = collate_tokens(vocab, max_len)
+    sampler = LengthGroupedSampler.for_texts(
+        dataset, lambda texts: [min(max(len(tokenize(t)), 1), max_len) for t in check_texts(texts)], batch_size,
+        shuffle, group_by_length, seed)
+    return make_loader(dataset, batch_size, shuffle=shuffle and sampler is None, seed=seed, num_workers=0,
+                       sampler=sampler, collate_fn=collate)
 
 
 @dataclass(frozen=True)

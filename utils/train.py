@@ -77,7 +77,7 @@ def _check_inputs(model: nn.Module, x) -> None:
     """Images whose channel count differs from what the model's first convolution takes: say so before torch does."""
     if not torch.is_tensor(x) or x.ndim != 4:
         return
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    first = _first_conv(model)
     if first is not None and x.shape[1] != first.in_channels:
         hint = (" Grayscale images? Repeat the channel: x.expand(-1, 3, -1, -1), or build the dataset with "
                 "utils.images_from_arrays." if x.shape[1] == 1 else
@@ -287,6 +287,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
 
 
 def _first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The first 2-D convolution, or None: what sets the expected channels and the layout choice."""
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 

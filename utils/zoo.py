@@ -235,14 +235,16 @@ def _quiet_benchmark():
 
 
 def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_run_time: float = 0.2,
-                    warmup: int = 1, num_threads: int | None = None) -> Latency:
+                    warmup: int = 1, num_threads: int | None = None, min_runs: int = 5) -> Latency:
     """Time inference on random input on the model's own device (eval mode, `torch.inference_mode`) with PyTorch's
     benchmark timer, `torch.utils.benchmark.Timer(...).blocked_autorange(min_run_time)`.
 
     The timer picks a block size that makes its own overhead negligible (running the model while it does: a warm-up),
     times blocks until `min_run_time` seconds have passed, and synchronises the accelerator around each block (CUDA
     calls return before the work is done). `warmup` untimed passes come first. It runs at `num_threads` CPU threads,
-    by default the current `torch.get_num_threads()` (the Timer's own default is one thread).
+    by default the current `torch.get_num_threads()` (the Timer's own default is one thread). A slow model that fits
+    fewer than `min_runs` timed blocks into `min_run_time` is timed again for long enough to get them, so its median
+    and interquartile range never rest on one or two numbers.
     """
     benchmark = _quiet_benchmark()
     check_model(model)
@@ -251,6 +253,7 @@ def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_r
     min_run_time = check_number(min_run_time, "min_run_time", 0, 60, lo_open=True,
                                 hint="(seconds of timed runs, e.g. 0.2)")
     _check_positive_int("warmup", warmup, minimum=0)
+    _check_positive_int("min_runs", min_runs)
     threads = torch.get_num_threads() if num_threads is None else _check_positive_int("num_threads", num_threads)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -268,11 +271,15 @@ def measure_latency(model: nn.Module, input_size=224, batch_size: int = 1, min_r
                 model(x)
             timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads,
                                     label=type(model).__name__, description=f"batch {batch_size} x {c}x{h}x{w}")
-            m = timer.blocked_autorange(min_run_time=min_run_time)
+            parts = [timer.blocked_autorange(min_run_time=min_run_time)]
+            while sum(len(p.raw_times) for p in parts) < min_runs:  # slow blocks: time more of the same size, pool
+                parts.append(timer.timeit(number=parts[0].number_per_run))
+            runs = sum(p.number_per_run * len(p.raw_times) for p in parts)  # forward passes timed
+            m = parts[0] if len(parts) == 1 else benchmark.Measurement.merge(parts)[0]
     finally:
         model.train(was_training)
-    return Latency(batch_size, h if h == w else (h, w), 1e3 * m.median, 1e3 * m.iqr, batch_size / m.median,
-                   m.number_per_run * len(m.raw_times), threads, str(device))
+    return Latency(batch_size, h if h == w else (h, w), 1e3 * m.median, 1e3 * m.iqr, batch_size / m.median, runs,
+                   threads, str(device))
 
 
 def latency_table(models: Mapping[str, nn.Module], settings: Sequence[tuple[int, int]] = ((224, 1),),
